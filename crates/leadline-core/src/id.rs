@@ -1,0 +1,121 @@
+//! Prefixed, time-ordered, opaque identifiers (`lead_01j...`).
+//!
+//! The body is a ULID in lower case, so ids sort by creation time, which the
+//! cursor pagination relies on.
+
+use std::fmt;
+
+/// Error for a string that is not an id of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid {0} id")]
+pub struct BadId(pub &'static str);
+
+macro_rules! prefixed_id {
+    ($(#[$meta:meta])* $name:ident, $prefix:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema)]
+        #[serde(transparent)]
+        #[schema(value_type = String, example = json!(concat!($prefix, "_01jd6c8m2f0000000000000000")))]
+        pub struct $name(String);
+
+        impl $name {
+            /// The prefix, without the underscore.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A fresh id, ordered after every id made earlier by this process.
+            pub fn generate() -> Self {
+                Self(format!(concat!($prefix, "_{}"), next_ulid()))
+            }
+
+            /// Parses an id of this kind; anything else is refused.
+            pub fn parse(s: &str) -> Result<Self, BadId> {
+                let body = s
+                    .strip_prefix(concat!($prefix, "_"))
+                    .ok_or(BadId($prefix))?;
+                if body.len() == 26 && body.as_bytes()[0] <= b'7' && ulid::Ulid::from_string(body).is_ok() {
+                    Ok(Self(s.to_ascii_lowercase()))
+                } else {
+                    Err(BadId($prefix))
+                }
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// Rebuilds an id read from our own storage (trusted, not re-validated).
+            pub fn from_trusted(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// A charter company using Leadline.
+    TenantId, "ten");
+prefixed_id!(
+    /// An API key of a tenant.
+    ApiKeyId, "key");
+prefixed_id!(
+    /// A lead: one inquiry.
+    LeadId, "lead");
+prefixed_id!(
+    /// A yacht of a tenant's fleet.
+    YachtId, "yacht");
+
+/// Monotonic ULIDs: within one millisecond the random part is incremented, so ids
+/// made by one process never go backwards.
+fn next_ulid() -> String {
+    use std::sync::Mutex;
+    static GEN: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut guard = GEN.lock().unwrap_or_else(|p| p.into_inner());
+    let generator = guard.get_or_insert_with(ulid::Generator::new);
+    let id = generator
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new());
+    id.to_string().to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_sort_by_time() {
+        let a = LeadId::generate();
+        let b = LeadId::generate();
+        assert!(a < b, "{a} < {b}");
+        assert_eq!(LeadId::parse(a.as_str()), Ok(a.clone()));
+        assert!(a.as_str().starts_with("lead_"));
+    }
+
+    #[test]
+    fn wrong_prefix_or_body_is_refused() {
+        let t = TenantId::generate();
+        assert!(LeadId::parse(t.as_str()).is_err());
+        assert!(LeadId::parse("lead_").is_err());
+        assert!(LeadId::parse("lead_uuuuuuuuuuuuuuuuuuuuuuuuuu").is_err());
+        assert!(LeadId::parse("lead_01jd6c8m2f00000000000000000").is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! Building and running the server: `Application::build(config)` binds the port
+//! (0 in tests), opens and migrates the store; `run_until_stopped` serves until
+//! the shutdown future resolves, then drains in-flight requests within a bound.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use leadline_store::Store;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::extract::{MAX_BODY, sha2_digest};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// SHA-256 of the admin key.
+    pub admin_key_hash: [u8; 32],
+}
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+/// Startup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] leadline_store::StoreError),
+    /// Files or sockets.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Reads the admin key from the configuration, else from `<data_dir>/admin.key`,
+/// creating that file (mode 0600) with a fresh key on first start. The key itself
+/// is never logged, only the file's path.
+pub fn admin_key(config: &Config) -> Result<SecretString, StartError> {
+    if let Some(k) = &config.admin_key {
+        return Ok(k.clone());
+    }
+    let path = config.data_dir.join("admin.key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        let k = k.trim().to_owned();
+        if k.len() >= 16 {
+            return Ok(k.into());
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Io(format!("cannot create {}: {e}", config.data_dir.display())))?;
+    let key = {
+        use base64::Engine;
+        use rand::RngCore;
+        let mut b = [0u8; 32];
+        rand::rng().fill_bytes(&mut b);
+        format!("adm_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+    };
+    write_private(&path, &key).map_err(|e| StartError::Io(format!("cannot write {}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), "generated an admin key; read it from this file");
+    Ok(key.into())
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+/// Opens the store the configuration names and migrates it.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let store = leadline_store::open(config.database_url.expose_secret()).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+impl Application {
+    /// Opens the store, migrates it and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let admin = admin_key(&config)?;
+        let store = open_store(&config).await?;
+        Self::with_store(config, store, &admin).await
+    }
+
+    /// Like [`Application::build`] with an open store.
+    pub async fn with_store(config: Config, store: Arc<dyn Store>, admin: &SecretString) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", config.bind)))?;
+        let state = AppState {
+            store,
+            config: Arc::new(config),
+            admin_key_hash: sha2_digest(admin.expose_secret().as_bytes()),
+        };
+        Ok(Self { listener, router: router(state.clone()), state })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| self.state.config.bind)
+    }
+
+    /// The state (tests use its store).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests finish for at most the configured grace, and closes the store.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let grace = self.state.config.shutdown_grace;
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = tx.send(true);
+            });
+        let bounded = async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(grace).await;
+        };
+        let result = tokio::select! {
+            r = serve => r,
+            () = bounded => {
+                tracing::warn!("in-flight requests did not finish within the shutdown grace; stopping anyway");
+                Ok(())
+            }
+        };
+        self.state.store.close().await;
+        result
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = crate::http::api().split_for_parts();
+    api.merge(crate::http::health::unrouted())
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(crate::middleware::request_context))
+        .with_state(state)
+}

@@ -1,0 +1,249 @@
+//! The `leadline` command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use leadline_core::api_key::KeyKind;
+use leadline_core::tenant::{NewTenantRequest, SettingsPatch, TenantPatch, TenantStatus};
+use leadline_store::Store;
+
+use crate::app::{Application, StartError, admin_key, open_store};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::ops;
+
+/// Leadline: leads, quotes and bookings for yacht charter companies.
+#[derive(Parser)]
+#[command(name = "leadline", version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./leadline.toml when it exists).
+    #[arg(long, global = true, env = "LEADLINE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Also seed a demo charter company and print its keys and a curl line.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Validate the configuration and exit.
+    CheckConfig,
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum TenantCmd {
+    /// Create a tenant and print it with its first keys (shown once).
+    Create {
+        /// Company name.
+        #[arg(long)]
+        name: String,
+        /// Unique short name.
+        #[arg(long)]
+        slug: Option<String>,
+        /// Staff address for new-lead notifications (repeatable).
+        #[arg(long = "notification-email")]
+        notification_emails: Vec<String>,
+    },
+    /// List tenants.
+    List,
+    /// Suspend a tenant: its keys answer 403.
+    Suspend {
+        /// Tenant id.
+        id: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Secret,
+    Publishable,
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Issue a key (printed once).
+    Issue {
+        /// Tenant id.
+        tenant: String,
+        /// Kind of key.
+        #[arg(long, value_enum, default_value = "secret")]
+        kind: Kind,
+    },
+    /// Revoke a key.
+    Revoke {
+        /// Tenant id.
+        tenant: String,
+        /// Key id.
+        key: String,
+    },
+}
+
+/// Errors of a command, printed to stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Start-up failure.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// An operation was refused.
+    #[error("{}", .0.problem().detail)]
+    Api(#[from] ApiError),
+    /// I/O.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Output.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Runs the command line; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Openapi = cli.command {
+        println!("{}", crate::http::openapi().to_pretty_json().map_err(std::io::Error::other)?);
+        return Ok(());
+    }
+    let config = Config::load(cli.config.as_deref())?;
+    crate::telemetry::init(config.log_format);
+    match cli.command {
+        Command::Openapi => Ok(()),
+        Command::CheckConfig => {
+            println!("configuration is valid (listening on {}, data in {})", config.bind, config.data_dir.display());
+            Ok(())
+        }
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            store.close().await;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Serve { demo } => serve(config, demo).await,
+        Command::Tenant(cmd) => {
+            let store = open_store(&config).await?;
+            let r = tenant_cmd(store.as_ref(), cmd).await;
+            store.close().await;
+            r
+        }
+        Command::Key(cmd) => {
+            let store = open_store(&config).await?;
+            let r = key_cmd(store.as_ref(), cmd).await;
+            store.close().await;
+            r
+        }
+    }
+}
+
+async fn tenant_cmd(store: &dyn Store, cmd: TenantCmd) -> Result<(), CliError> {
+    match cmd {
+        TenantCmd::Create { name, slug, notification_emails } => {
+            let req = NewTenantRequest {
+                name,
+                slug,
+                settings: SettingsPatch { notification_emails: Some(notification_emails), ..Default::default() },
+            };
+            let c = ops::create_tenant(store, req).await?;
+            let out = serde_json::json!({
+                "tenant": c.tenant, "secret_key": c.secret.plaintext, "publishable_key": c.publishable.plaintext,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        TenantCmd::List => {
+            let page = leadline_core::page::PageRequest { after: None, limit: leadline_core::page::MAX_LIMIT };
+            let mut after = None;
+            loop {
+                let p = leadline_core::page::PageRequest { after: after.clone(), ..page.clone() };
+                let rows = store.list_tenants(&p).await.map_err(ApiError::from)?;
+                for t in rows.iter().take(p.limit as usize) {
+                    println!("{}\t{}\t{}\t{}", t.id, t.status.as_str(), t.slug, t.name);
+                }
+                if rows.len() <= p.limit as usize {
+                    break;
+                }
+                after = rows.get(p.limit as usize - 1).map(|t| t.id.to_string());
+            }
+        }
+        TenantCmd::Suspend { id } => {
+            let patch = TenantPatch { name: None, status: Some(TenantStatus::Suspended), settings: SettingsPatch::default() };
+            let t = ops::patch_tenant(store, &id, patch).await?;
+            println!("{} is now {}", t.id, t.status.as_str());
+        }
+    }
+    Ok(())
+}
+
+async fn key_cmd(store: &dyn Store, cmd: KeyCmd) -> Result<(), CliError> {
+    match cmd {
+        KeyCmd::Issue { tenant, kind } => {
+            let kind = match kind {
+                Kind::Secret => KeyKind::Secret,
+                Kind::Publishable => KeyKind::Publishable,
+            };
+            let k = ops::issue_key(store, &tenant, kind).await?;
+            println!("{}\t{}", k.key.id, k.plaintext);
+        }
+        KeyCmd::Revoke { tenant, key } => {
+            let k = ops::revoke_key(store, &tenant, &key).await?;
+            println!("{} revoked", k.id);
+        }
+    }
+    Ok(())
+}
+
+async fn serve(config: Config, demo: bool) -> Result<(), CliError> {
+    let admin = admin_key(&config)?;
+    let store = open_store(&config).await?;
+    let seeded = if demo { Some(crate::demo::seed(store.as_ref()).await?) } else { None };
+    let key_source = if config.admin_key.is_some() {
+        "LEADLINE_ADMIN_KEY".to_owned()
+    } else {
+        config.data_dir.join("admin.key").display().to_string()
+    };
+    let app = Application::with_store(config, store, &admin).await?;
+    let addr = app.local_addr();
+    tracing::info!(%addr, "leadline listening");
+    if let Some(d) = seeded {
+        println!("{}", crate::demo::banner(&d, &format!("http://{addr}"), &key_source));
+    }
+    app.run_until_stopped(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

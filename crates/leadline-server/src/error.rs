@@ -1,0 +1,168 @@
+//! The HTTP layer's error type and its RFC 9457 problem documents.
+//!
+//! A handler returns [`ApiError`]; its response carries a [`Problem`] in the
+//! response extensions and no body. The request-id middleware renders it, adding
+//! `instance` and `request_id`, so every problem names its request. Error statuses
+//! that axum produces itself (404 for no route, 405) are turned into problems there
+//! too.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use leadline_core::{FieldError, ValidationErrors};
+use leadline_store::StoreError;
+use serde::Serialize;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// URI naming the kind of problem (`urn:leadline:problem:<slug>`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong in this request.
+    pub detail: String,
+    /// The request path.
+    pub instance: String,
+    /// The request id (also in `X-Request-Id`).
+    pub request_id: String,
+    /// Field errors of a validation problem.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    /// A problem of `status` with a slug and detail; instance and request id are
+    /// filled in by the middleware.
+    pub fn new(status: StatusCode, slug: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("urn:leadline:problem:{slug}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            instance: String::new(),
+            request_id: String::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The generic problem for a bare error status.
+    pub fn for_status(status: StatusCode) -> Self {
+        let (slug, detail) = match status.as_u16() {
+            404 => ("not-found", "There is nothing at this address."),
+            405 => ("method-not-allowed", "This method is not allowed on this resource."),
+            408 => ("timeout", "The request took too long."),
+            413 => ("payload-too-large", "The request body is larger than 64 KiB."),
+            s if s >= 500 => ("internal", "Something went wrong on our side; the request id identifies it in our logs."),
+            _ => ("error", "The request failed."),
+        };
+        Self::new(status, slug, detail)
+    }
+}
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Field validation failed (422).
+    #[error("validation failed: {0}")]
+    Validation(ValidationErrors),
+    /// Malformed request (400).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Missing or bad credentials (401).
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// Credentials valid but not allowed here (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Not found, or not yours (404).
+    #[error("not found")]
+    NotFound,
+    /// The state does not allow it (409).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Body over the limit (413).
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// Not JSON (415).
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// Not implemented on this deployment (501).
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
+    /// A bug or an outage (500); the cause is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// An internal error from any cause (logged with the request id, not sent).
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::Internal(e.to_string())
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        match self {
+            Self::Validation(e) => {
+                let mut p = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation",
+                    "The request has invalid fields; see `errors`.",
+                );
+                p.errors = e.0.clone();
+                p
+            }
+            Self::BadRequest(d) => Problem::new(StatusCode::BAD_REQUEST, "bad-request", d.clone()),
+            Self::Unauthorized(d) => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", *d),
+            Self::Forbidden(d) => Problem::new(StatusCode::FORBIDDEN, "forbidden", d.clone()),
+            Self::NotFound => Problem::for_status(StatusCode::NOT_FOUND),
+            Self::Conflict(d) => Problem::new(StatusCode::CONFLICT, "conflict", d.clone()),
+            Self::PayloadTooLarge => Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE),
+            Self::UnsupportedMediaType => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Send the body as JSON with `Content-Type: application/json`.",
+            ),
+            Self::NotImplemented(d) => Problem::new(StatusCode::NOT_IMPLEMENTED, "not-implemented", d.clone()),
+            Self::Internal(_) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(e: ValidationErrors) -> Self {
+        Self::Validation(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => Self::Conflict(format!("A resource with the same unique value already exists ({what}).")),
+            StoreError::Stale => Self::Conflict("The resource changed while this request ran; read it again and retry.".into()),
+            other => Self::Internal(format!("store: {other}")),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(cause = %cause, "internal error");
+        }
+        let problem = self.problem();
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut res = status.into_response();
+        if matches!(self, Self::Unauthorized(_)) {
+            res.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        res.extensions_mut().insert(problem);
+        res
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,38 @@
+//! The tenant's own settings (`sk_`).
+
+use axum::Json;
+use axum::extract::State;
+use leadline_core::change::{Change, ChangeSet};
+use leadline_core::tenant::{Settings, SettingsPatch};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::clock;
+use crate::error::{ApiResult, Problem};
+use crate::extract::{AppJson, SecretKey};
+
+/// The settings.
+#[utoipa::path(get, path = "/v1/settings", tag = "settings", security(("secret_key" = [])),
+    responses((status = 200, body = Settings), (status = 401, body = Problem)))]
+pub async fn get_settings(SecretKey(auth): SecretKey) -> Json<Settings> {
+    Json(auth.tenant.settings)
+}
+
+/// Change settings: the given fields replace the stored ones; `null` clears an
+/// optional one. Percentages are decimal strings (`"13"`, `"5.2"`).
+#[utoipa::path(patch, path = "/v1/settings", tag = "settings", security(("secret_key" = [])),
+    request_body = SettingsPatch,
+    responses((status = 200, body = Settings), (status = 422, body = Problem)))]
+pub async fn patch_settings(SecretKey(auth): SecretKey, State(s): State<AppState>, AppJson(p): AppJson<SettingsPatch>) -> ApiResult<Json<Settings>> {
+    let mut next = auth.tenant.clone();
+    next.settings = p.apply(&auth.tenant.settings, "")?;
+    next.updated_at = clock::now();
+    next.version = auth.tenant.version + 1;
+    s.store.commit(ChangeSet::one(Change::UpdateTenant(next.clone()))).await?;
+    Ok(Json(next.settings))
+}
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_settings, patch_settings))
+}

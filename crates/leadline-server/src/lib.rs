@@ -1,0 +1,13 @@
+//! Leadline's server: the HTTP API, configuration, startup and the CLI.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod middleware;
+pub mod ops;
+pub mod telemetry;

@@ -1,0 +1,81 @@
+//! Admin operations shared by the HTTP API and the CLI, so both do exactly the
+//! same thing.
+
+use leadline_core::api_key::{self, ApiKey, IssuedKey, KeyKind};
+use leadline_core::change::{Change, ChangeSet};
+use leadline_core::id::{ApiKeyId, TenantId};
+use leadline_core::tenant::{NewTenantRequest, Tenant, TenantPatch};
+use leadline_store::Store;
+
+use crate::clock;
+use crate::error::{ApiError, ApiResult};
+
+/// A created tenant with its first keys (plaintexts shown once).
+pub struct CreatedTenant {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Its first secret key.
+    pub secret: IssuedKey,
+    /// Its first publishable key.
+    pub publishable: IssuedKey,
+}
+
+/// Creates a tenant with one secret and one publishable key, in one transaction.
+pub async fn create_tenant(store: &dyn Store, req: NewTenantRequest) -> ApiResult<CreatedTenant> {
+    let now = clock::now();
+    let tenant = req.into_tenant(now)?;
+    let secret = api_key::issue(&tenant.id, KeyKind::Secret, now);
+    let publishable = api_key::issue(&tenant.id, KeyKind::Publishable, now);
+    let mut cs = ChangeSet::new();
+    cs.push(Change::InsertTenant(tenant.clone()))
+        .push(Change::InsertApiKey(secret.key.clone()))
+        .push(Change::InsertApiKey(publishable.key.clone()));
+    store.commit(cs).await.map_err(|e| match e {
+        leadline_store::StoreError::Conflict(_) => ApiError::Conflict(format!("The slug {:?} is taken.", tenant.slug)),
+        e => e.into(),
+    })?;
+    Ok(CreatedTenant { tenant, secret, publishable })
+}
+
+/// A tenant by id text, 404 when there is none.
+pub async fn tenant(store: &dyn Store, id: &str) -> ApiResult<Tenant> {
+    let id = TenantId::parse(id).map_err(|_| ApiError::NotFound)?;
+    store.get_tenant(&id).await?.ok_or(ApiError::NotFound)
+}
+
+/// Changes a tenant's name, status or settings.
+pub async fn patch_tenant(store: &dyn Store, id: &str, patch: TenantPatch) -> ApiResult<Tenant> {
+    let current = tenant(store, id).await?;
+    let next = patch.apply(&current, clock::now())?;
+    store.commit(ChangeSet::one(Change::UpdateTenant(next.clone()))).await?;
+    Ok(next)
+}
+
+/// Issues a key for a tenant.
+pub async fn issue_key(store: &dyn Store, tenant_id: &str, kind: KeyKind) -> ApiResult<IssuedKey> {
+    let t = tenant(store, tenant_id).await?;
+    let issued = api_key::issue(&t.id, kind, clock::now());
+    store.commit(ChangeSet::one(Change::InsertApiKey(issued.key.clone()))).await?;
+    Ok(issued)
+}
+
+/// Revokes a key of a tenant (revoking a revoked key is a no-op); 404 when the
+/// key is not that tenant's.
+pub async fn revoke_key(store: &dyn Store, tenant_id: &str, key_id: &str) -> ApiResult<ApiKey> {
+    let t = tenant(store, tenant_id).await?;
+    let key_id = ApiKeyId::parse(key_id).map_err(|_| ApiError::NotFound)?;
+    let mut key = store
+        .list_api_keys(&t.id)
+        .await?
+        .into_iter()
+        .find(|k| k.id == key_id)
+        .ok_or(ApiError::NotFound)?;
+    if key.revoked_at.is_none() {
+        let at = clock::now();
+        store
+            .commit(ChangeSet::one(Change::RevokeApiKey { tenant_id: t.id.clone(), key_id: key.id.clone(), at }))
+            .await?;
+        key.revoked_at = Some(at);
+    }
+    Ok(key)
+}

@@ -1,0 +1,397 @@
+//! Queries that read and write the same on both backends.
+//!
+//! SQLite accepts PostgreSQL's `$1` placeholders and both map our column types
+//! (TEXT timestamps in SQLite, `timestamptz` in PostgreSQL) through sqlx, so the
+//! statements are shared. The [`common_queries!`] macro expands them inside each
+//! backend module against its own `Db` and `Conn` types; what differs (locking,
+//! transactions, pools) stays in the backend module.
+
+use leadline_core::lead::{CharterType, YachtType};
+
+/// A snake_case serde enum as its stored text.
+pub(crate) fn enum_text<T: serde::Serialize>(v: &T) -> Option<String> {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// Stored text back to a serde enum.
+pub(crate) fn text_enum<T: serde::de::DeserializeOwned>(s: Option<String>) -> crate::Result<Option<T>> {
+    s.map(|s| serde_json::from_value(serde_json::Value::String(s.clone())).map_err(|_| crate::StoreError::Corrupt(format!("enum value {s:?}"))))
+        .transpose()
+}
+
+#[allow(dead_code)]
+fn _assert_enums(y: YachtType, c: CharterType) -> (Option<String>, Option<String>) {
+    (enum_text(&y), enum_text(&c))
+}
+
+/// `%text%` for LIKE with `\` as the escape character.
+pub(crate) fn like_pattern(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+pub(crate) const LEAD_COLUMNS: &str = "id, tenant_id, status, name, email, phone, phone_e164, charter_from, charter_to, \
+    flexible_dates, guests_adults, guests_children, destination, yacht_type, charter_type, yacht_id, \
+    budget_amount, budget_currency, experience, message, locale, source, utm, consent_privacy, \
+    consent_marketing, assigned_to, notes, tags, duplicate_of, created_at, updated_at, version, erased_at";
+
+pub(crate) const TENANT_COLUMNS: &str = "id, name, slug, status, settings, created_at, updated_at, version";
+pub(crate) const KEY_COLUMNS: &str = "id, tenant_id, kind, prefix, key_hash, created_at, revoked_at";
+
+/// Expands the shared queries in a backend module that defines `Db` (the sqlx
+/// database), `Conn` (its connection) and `async fn lock_dedupe(&mut Conn, &str)`.
+macro_rules! common_queries {
+    () => {
+        use leadline_core::api_key::{ApiKey, KeyKind};
+        use leadline_core::change::Change;
+        use leadline_core::id::{ApiKeyId, LeadId, TenantId, YachtId};
+        use leadline_core::lead::{Consent, Guests, Lead, LeadFilter, LeadStatus, Utm};
+        use leadline_core::money::{Currency, Money};
+        use leadline_core::page::PageRequest;
+        use leadline_core::tenant::{Settings, Tenant, TenantStatus};
+        use leadline_core::text::Email;
+        use sqlx::Row;
+        use sqlx::types::Json;
+        use $crate::common::{KEY_COLUMNS, LEAD_COLUMNS, TENANT_COLUMNS, enum_text, like_pattern, text_enum};
+        use $crate::{Committed, StoreError};
+
+        type DbRow = <Db as sqlx::Database>::Row;
+
+        fn corrupt(what: &str) -> StoreError {
+            StoreError::Corrupt(what.to_owned())
+        }
+
+        fn tenant_from_row(r: &DbRow) -> $crate::Result<Tenant> {
+            let status: String = r.try_get("status")?;
+            let Json(settings): Json<Settings> = r.try_get("settings")?;
+            Ok(Tenant {
+                id: TenantId::from_trusted(r.try_get("id")?),
+                name: r.try_get("name")?,
+                slug: r.try_get("slug")?,
+                status: TenantStatus::from_db(&status).ok_or_else(|| corrupt("tenant status"))?,
+                settings,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+                version: r.try_get("version")?,
+            })
+        }
+
+        fn key_from_row(r: &DbRow) -> $crate::Result<ApiKey> {
+            let kind: String = r.try_get("kind")?;
+            Ok(ApiKey {
+                id: ApiKeyId::from_trusted(r.try_get("id")?),
+                tenant_id: TenantId::from_trusted(r.try_get("tenant_id")?),
+                kind: KeyKind::from_db(&kind).ok_or_else(|| corrupt("key kind"))?,
+                prefix: r.try_get("prefix")?,
+                hash: r.try_get("key_hash")?,
+                created_at: r.try_get("created_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+            })
+        }
+
+        fn lead_from_row(r: &DbRow) -> $crate::Result<Lead> {
+            let status: String = r.try_get("status")?;
+            let email: String = r.try_get("email")?;
+            let adults: Option<i64> = r.try_get("guests_adults")?;
+            let children: Option<i64> = r.try_get("guests_children")?;
+            let guests = match (adults, children) {
+                (Some(a), Some(c)) => Some(Guests {
+                    adults: u32::try_from(a).map_err(|_| corrupt("guests"))?,
+                    children: u32::try_from(c).map_err(|_| corrupt("guests"))?,
+                }),
+                _ => None,
+            };
+            let amount: Option<i64> = r.try_get("budget_amount")?;
+            let currency: Option<String> = r.try_get("budget_currency")?;
+            let budget = match (amount, currency) {
+                (Some(amount), Some(c)) => Some(Money { amount, currency: Currency::parse(&c).map_err(|_| corrupt("currency"))? }),
+                _ => None,
+            };
+            let utm: Option<Json<Utm>> = r.try_get("utm")?;
+            let Json(tags): Json<Vec<String>> = r.try_get("tags")?;
+            let yacht_id: Option<String> = r.try_get("yacht_id")?;
+            let duplicate_of: Option<String> = r.try_get("duplicate_of")?;
+            Ok(Lead {
+                id: LeadId::from_trusted(r.try_get("id")?),
+                tenant_id: TenantId::from_trusted(r.try_get("tenant_id")?),
+                status: LeadStatus::parse(&status).ok_or_else(|| corrupt("lead status"))?,
+                name: r.try_get("name")?,
+                email: Email::parse(&email).map_err(|_| corrupt("lead email"))?,
+                phone: r.try_get("phone")?,
+                phone_e164: r.try_get("phone_e164")?,
+                charter_from: r.try_get("charter_from")?,
+                charter_to: r.try_get("charter_to")?,
+                flexible_dates: r.try_get("flexible_dates")?,
+                guests,
+                destination: r.try_get("destination")?,
+                yacht_type: text_enum(r.try_get("yacht_type")?)?,
+                charter_type: text_enum(r.try_get("charter_type")?)?,
+                yacht_id: yacht_id.map(YachtId::from_trusted),
+                budget,
+                experience: r.try_get("experience")?,
+                message: r.try_get("message")?,
+                locale: r.try_get("locale")?,
+                source: r.try_get("source")?,
+                utm: utm.map(|j| j.0),
+                consent: Consent { privacy_policy: r.try_get("consent_privacy")?, marketing: r.try_get("consent_marketing")? },
+                assigned_to: r.try_get("assigned_to")?,
+                notes: r.try_get("notes")?,
+                tags,
+                duplicate_of: duplicate_of.map(LeadId::from_trusted),
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+                version: r.try_get("version")?,
+                erased_at: r.try_get("erased_at")?,
+            })
+        }
+
+        /// Binds every lead column in `LEAD_COLUMNS` order, then `name_key`,
+        /// `email_key` and `dedupe_key` ($34-$36).
+        fn bind_lead<'q>(
+            q: sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>,
+            l: &'q Lead,
+        ) -> sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>> {
+            q.bind(l.id.as_str())
+                .bind(l.tenant_id.as_str())
+                .bind(l.status.as_str())
+                .bind(&l.name)
+                .bind(l.email.as_str())
+                .bind(&l.phone)
+                .bind(&l.phone_e164)
+                .bind(l.charter_from)
+                .bind(l.charter_to)
+                .bind(l.flexible_dates)
+                .bind(l.guests.map(|g| i64::from(g.adults)))
+                .bind(l.guests.map(|g| i64::from(g.children)))
+                .bind(&l.destination)
+                .bind(l.yacht_type.as_ref().and_then(enum_text))
+                .bind(l.charter_type.as_ref().and_then(enum_text))
+                .bind(l.yacht_id.as_ref().map(|y| y.as_str()))
+                .bind(l.budget.map(|b| b.amount))
+                .bind(l.budget.map(|b| b.currency.as_str().to_owned()))
+                .bind(&l.experience)
+                .bind(&l.message)
+                .bind(&l.locale)
+                .bind(&l.source)
+                .bind(l.utm.as_ref().map(Json))
+                .bind(l.consent.privacy_policy)
+                .bind(l.consent.marketing)
+                .bind(&l.assigned_to)
+                .bind(&l.notes)
+                .bind(Json(&l.tags))
+                .bind(l.duplicate_of.as_ref().map(|d| d.as_str()))
+                .bind(l.created_at)
+                .bind(l.updated_at)
+                .bind(l.version)
+                .bind(l.erased_at)
+                .bind(l.name.to_lowercase())
+                .bind(l.email.match_key())
+                .bind(l.dedupe_key())
+        }
+
+        /// Applies one change inside the caller's transaction.
+        async fn apply(conn: &mut Conn, change: &Change, out: &mut Committed) -> $crate::Result<()> {
+            match change {
+                Change::InsertTenant(t) => {
+                    sqlx::query(
+                        "INSERT INTO tenants (id, name, slug, status, settings, created_at, updated_at, version) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(t.id.as_str())
+                    .bind(&t.name)
+                    .bind(&t.slug)
+                    .bind(t.status.as_str())
+                    .bind(Json(&t.settings))
+                    .bind(t.created_at)
+                    .bind(t.updated_at)
+                    .bind(t.version)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                }
+                Change::UpdateTenant(t) => {
+                    let done = sqlx::query(
+                        "UPDATE tenants SET name = $2, status = $3, settings = $4, updated_at = $5, version = $6 \
+                         WHERE id = $1 AND version = $7",
+                    )
+                    .bind(t.id.as_str())
+                    .bind(&t.name)
+                    .bind(t.status.as_str())
+                    .bind(Json(&t.settings))
+                    .bind(t.updated_at)
+                    .bind(t.version)
+                    .bind(t.version - 1)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Stale);
+                    }
+                }
+                Change::InsertApiKey(k) => {
+                    sqlx::query(
+                        "INSERT INTO api_keys (id, tenant_id, kind, prefix, key_hash, created_at, revoked_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(k.id.as_str())
+                    .bind(k.tenant_id.as_str())
+                    .bind(k.kind.as_str())
+                    .bind(&k.prefix)
+                    .bind(&k.hash)
+                    .bind(k.created_at)
+                    .bind(k.revoked_at)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                }
+                Change::RevokeApiKey { tenant_id, key_id, at } => {
+                    sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL")
+                        .bind(tenant_id.as_str())
+                        .bind(key_id.as_str())
+                        .bind(*at)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(StoreError::from_db)?;
+                }
+                Change::InsertLead { lead, duplicate_since } => {
+                    let key = lead.dedupe_key();
+                    lock_dedupe(&mut *conn, &format!("{}|{key}", lead.tenant_id)).await?;
+                    let first: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM leads WHERE tenant_id = $1 AND dedupe_key = $2 AND created_at >= $3 \
+                         AND erased_at IS NULL ORDER BY created_at, id LIMIT 1",
+                    )
+                    .bind(lead.tenant_id.as_str())
+                    .bind(&key)
+                    .bind(*duplicate_since)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    let mut lead = lead.clone();
+                    if let Some(first) = first {
+                        let first = LeadId::from_trusted(first);
+                        out.duplicates.push((lead.id.clone(), first.clone()));
+                        lead.duplicate_of = Some(first);
+                    }
+                    let sql = format!(
+                        "INSERT INTO leads ({LEAD_COLUMNS}, name_key, email_key, dedupe_key) VALUES \
+                         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                          $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36)"
+                    );
+                    bind_lead(sqlx::query(&sql), &lead).execute(&mut *conn).await.map_err(StoreError::from_db)?;
+                }
+                Change::UpdateLead(lead) => {
+                    let sql = "UPDATE leads SET status = $3, name = $4, email = $5, phone = $6, phone_e164 = $7, \
+                         charter_from = $8, charter_to = $9, flexible_dates = $10, guests_adults = $11, \
+                         guests_children = $12, destination = $13, yacht_type = $14, charter_type = $15, \
+                         yacht_id = $16, budget_amount = $17, budget_currency = $18, experience = $19, \
+                         message = $20, locale = $21, source = $22, utm = $23, consent_privacy = $24, \
+                         consent_marketing = $25, assigned_to = $26, notes = $27, tags = $28, \
+                         duplicate_of = $29, updated_at = $31, version = $32, erased_at = $33, \
+                         name_key = $34, email_key = $35, dedupe_key = $36 \
+                         WHERE id = $1 AND tenant_id = $2 AND version = $32 - 1";
+                    let done = bind_lead(sqlx::query(sql), lead).execute(&mut *conn).await.map_err(StoreError::from_db)?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Stale);
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        async fn q_get_tenant(pool: &sqlx::Pool<Db>, id: &TenantId) -> $crate::Result<Option<Tenant>> {
+            let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
+            let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(pool).await?;
+            row.as_ref().map(tenant_from_row).transpose()
+        }
+
+        async fn q_get_tenant_by_slug(pool: &sqlx::Pool<Db>, slug: &str) -> $crate::Result<Option<Tenant>> {
+            let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1");
+            let row = sqlx::query(&sql).bind(slug).fetch_optional(pool).await?;
+            row.as_ref().map(tenant_from_row).transpose()
+        }
+
+        async fn q_list_tenants(pool: &sqlx::Pool<Db>, page: &PageRequest) -> $crate::Result<Vec<Tenant>> {
+            let sql = format!(
+                "SELECT {TENANT_COLUMNS} FROM tenants WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(page.after.as_deref())
+                .bind(i64::from(page.limit) + 1)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(tenant_from_row).collect()
+        }
+
+        async fn q_find_api_key(pool: &sqlx::Pool<Db>, hash: &str) -> $crate::Result<Option<(ApiKey, Tenant)>> {
+            let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1");
+            let Some(row) = sqlx::query(&sql).bind(hash).fetch_optional(pool).await? else {
+                return Ok(None);
+            };
+            let key = key_from_row(&row)?;
+            let tenant = q_get_tenant(pool, &key.tenant_id).await?.ok_or_else(|| corrupt("key without tenant"))?;
+            Ok(Some((key, tenant)))
+        }
+
+        async fn q_list_api_keys(pool: &sqlx::Pool<Db>, tenant: &TenantId) -> $crate::Result<Vec<ApiKey>> {
+            let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY id DESC");
+            let rows = sqlx::query(&sql).bind(tenant.as_str()).fetch_all(pool).await?;
+            rows.iter().map(key_from_row).collect()
+        }
+
+        async fn q_get_lead(pool: &sqlx::Pool<Db>, tenant: &TenantId, id: &LeadId) -> $crate::Result<Option<Lead>> {
+            let sql = format!("SELECT {LEAD_COLUMNS} FROM leads WHERE tenant_id = $1 AND id = $2 AND erased_at IS NULL");
+            let row = sqlx::query(&sql).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(pool).await?;
+            row.as_ref().map(lead_from_row).transpose()
+        }
+
+        async fn q_list_leads(
+            pool: &sqlx::Pool<Db>,
+            tenant: &TenantId,
+            f: &LeadFilter,
+            page: &PageRequest,
+        ) -> $crate::Result<Vec<Lead>> {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(format!("SELECT {LEAD_COLUMNS} FROM leads WHERE tenant_id = "));
+            qb.push_bind(tenant.as_str().to_owned()).push(" AND erased_at IS NULL");
+            if let Some(after) = &page.after {
+                qb.push(" AND id < ").push_bind(after.clone());
+            }
+            if let Some(s) = f.status {
+                qb.push(" AND status = ").push_bind(s.as_str());
+            }
+            if let Some(t) = f.created_after {
+                qb.push(" AND created_at >= ").push_bind(t);
+            }
+            if let Some(t) = f.created_before {
+                qb.push(" AND created_at < ").push_bind(t);
+            }
+            if let Some(y) = &f.yacht_id {
+                qb.push(" AND yacht_id = ").push_bind(y.as_str().to_owned());
+            }
+            if let Some(q) = &f.q {
+                let text = like_pattern(&q.to_lowercase());
+                qb.push(" AND (name_key LIKE ").push_bind(text.clone()).push(" ESCAPE '\\'");
+                qb.push(" OR email_key LIKE ").push_bind(text).push(" ESCAPE '\\'");
+                let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+                if digits.len() >= 3 {
+                    qb.push(" OR phone_e164 LIKE ").push_bind(like_pattern(&digits)).push(" ESCAPE '\\'");
+                }
+                qb.push(")");
+            }
+            qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
+            let rows = qb.build().fetch_all(pool).await?;
+            rows.iter().map(lead_from_row).collect()
+        }
+    };
+}
+
+pub(crate) use common_queries;

@@ -1,0 +1,159 @@
+//! Leadline's storage: the [`Store`] trait and its two backends.
+//!
+//! - [`sqlite`]: the embedded default. One file, WAL, `synchronous=FULL`, every write
+//!   through one writer connection with `BEGIN IMMEDIATE`, reads from a pool.
+//! - [`postgres`]: for several `leadline` instances sharing one database.
+//!
+//! Writes go through [`Store::commit`] with a [`ChangeSet`] decided by the domain;
+//! the whole set commits in one transaction or not at all. Reads of tenant-owned
+//! rows take the tenant id first, and [`Scoped`] binds it once, so a handler
+//! cannot forget it.
+
+use async_trait::async_trait;
+use leadline_core::api_key::ApiKey;
+use leadline_core::change::ChangeSet;
+use leadline_core::id::{LeadId, TenantId};
+use leadline_core::lead::{Lead, LeadFilter};
+use leadline_core::page::PageRequest;
+use leadline_core::tenant::Tenant;
+
+mod common;
+mod migrate;
+pub mod postgres;
+pub mod sqlite;
+pub mod testing;
+
+/// Which database a store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write; the name says which.
+    #[error("conflict on {0}")]
+    Conflict(String),
+    /// The row changed since it was read (optimistic concurrency), or is gone.
+    #[error("the row changed concurrently")]
+    Stale,
+    /// A stored value could not be read back.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+    /// The database URL or options are wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Maps a database error to [`StoreError::Conflict`] by SQLSTATE or SQLite
+    /// extended code (never by message text).
+    pub(crate) fn from_db(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(d) = &e {
+            let code = d.code();
+            // 23505: unique_violation; 2067/1555: SQLITE_CONSTRAINT_UNIQUE/PRIMARYKEY.
+            if matches!(code.as_deref(), Some("23505") | Some("2067") | Some("1555")) {
+                let what = d.constraint().map(str::to_owned).unwrap_or_else(|| "unique key".into());
+                return Self::Conflict(what);
+            }
+        }
+        Self::Database(e)
+    }
+}
+
+/// What a commit decided inside its transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// New leads found to be duplicates: (lead, earlier lead).
+    pub duplicates: Vec<(LeadId, LeadId)>,
+}
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The storage operations Leadline needs, identical on every backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+
+    /// Applies pending migrations (safe to run from several instances at once).
+    async fn migrate(&self) -> Result<()>;
+
+    /// Whether the database answers and every migration is applied.
+    async fn ready(&self) -> Result<bool>;
+
+    /// Commits a change set atomically.
+    async fn commit(&self, changes: ChangeSet) -> Result<Committed>;
+
+    /// A tenant by id (admin scope).
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>>;
+
+    /// A tenant by slug (admin scope).
+    async fn get_tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>>;
+
+    /// Tenants, newest first.
+    async fn list_tenants(&self, page: &PageRequest) -> Result<Vec<Tenant>>;
+
+    /// A key by the hash of its text, with its tenant.
+    async fn find_api_key(&self, hash: &str) -> Result<Option<(ApiKey, Tenant)>>;
+
+    /// A tenant's keys, newest first.
+    async fn list_api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKey>>;
+
+    /// A tenant's lead (erased leads are gone).
+    async fn get_lead(&self, tenant: &TenantId, id: &LeadId) -> Result<Option<Lead>>;
+
+    /// A tenant's leads, newest first; fetches up to `page.limit + 1`.
+    async fn list_leads(&self, tenant: &TenantId, filter: &LeadFilter, page: &PageRequest) -> Result<Vec<Lead>>;
+
+    /// Closes connections.
+    async fn close(&self);
+}
+
+/// Opens the store a database URL names (`sqlite://...` or `postgres://...`).
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(postgres::PgStore::open(url).await?))
+    } else {
+        Err(StoreError::Config("DATABASE_URL must start with sqlite:// or postgres://".into()))
+    }
+}
+
+/// A store bound to one tenant: every read goes through the tenant id given once.
+#[derive(Clone, Copy)]
+pub struct Scoped<'a> {
+    store: &'a dyn Store,
+    tenant: &'a TenantId,
+}
+
+impl<'a> Scoped<'a> {
+    /// Binds `store` to `tenant`.
+    pub fn new(store: &'a dyn Store, tenant: &'a TenantId) -> Self {
+        Self { store, tenant }
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &TenantId {
+        self.tenant
+    }
+
+    /// The tenant's lead.
+    pub async fn lead(&self, id: &LeadId) -> Result<Option<Lead>> {
+        self.store.get_lead(self.tenant, id).await
+    }
+
+    /// The tenant's leads.
+    pub async fn leads(&self, filter: &LeadFilter, page: &PageRequest) -> Result<Vec<Lead>> {
+        self.store.list_leads(self.tenant, filter, page).await
+    }
+}

@@ -1,0 +1,121 @@
+//! The PostgreSQL backend, for several `leadline` instances sharing one database.
+
+use async_trait::async_trait;
+use leadline_core::change::ChangeSet;
+use sqlx::PgConnection;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::common::common_queries;
+use crate::migrate::{CREATE_TABLE, Migration, POSTGRES};
+use crate::{Backend, Store};
+
+type Db = sqlx::Postgres;
+type Conn = PgConnection;
+
+common_queries!();
+
+/// Serialises concurrent inserts of the same duplicate key until the transaction
+/// ends, so exactly one of two simultaneous identical leads is first.
+async fn lock_dedupe(conn: &mut Conn, key: &str) -> crate::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Advisory lock key held while migrating (any fixed number unique to us).
+const MIGRATION_LOCK: i64 = 0x4c45_4144_4c49_4e45; // "LEADLINE"
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    pool: sqlx::PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database a `postgres://` URL names.
+    pub async fn open(url: &str) -> crate::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> crate::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // Several instances may start at once: one migrates, the others wait.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+        sqlx::query(CREATE_TABLE).execute(&mut *tx).await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await?;
+        let pending: Vec<&Migration> = POSTGRES.iter().filter(|m| !applied.contains(&m.version)).collect();
+                for m in pending {
+            sqlx::Executor::execute(&mut *tx, m.sql).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(m.version)
+                .bind(m.name)
+                .bind(chrono::Utc::now().to_rfc3339())
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(version = m.version, name = m.name, "applied migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ready(&self) -> crate::Result<bool> {
+        let latest = POSTGRES.last().map(|m| m.version).unwrap_or(0);
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations").fetch_one(&self.pool).await?;
+        Ok(v == Some(latest))
+    }
+
+    async fn commit(&self, changes: ChangeSet) -> crate::Result<Committed> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Committed::default();
+        for c in &changes.changes {
+            apply(&mut tx, c, &mut out).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> crate::Result<Option<Tenant>> {
+        q_get_tenant(&self.pool, id).await
+    }
+
+    async fn get_tenant_by_slug(&self, slug: &str) -> crate::Result<Option<Tenant>> {
+        q_get_tenant_by_slug(&self.pool, slug).await
+    }
+
+    async fn list_tenants(&self, page: &PageRequest) -> crate::Result<Vec<Tenant>> {
+        q_list_tenants(&self.pool, page).await
+    }
+
+    async fn find_api_key(&self, hash: &str) -> crate::Result<Option<(ApiKey, Tenant)>> {
+        q_find_api_key(&self.pool, hash).await
+    }
+
+    async fn list_api_keys(&self, tenant: &TenantId) -> crate::Result<Vec<ApiKey>> {
+        q_list_api_keys(&self.pool, tenant).await
+    }
+
+    async fn get_lead(&self, tenant: &TenantId, id: &LeadId) -> crate::Result<Option<Lead>> {
+        q_get_lead(&self.pool, tenant, id).await
+    }
+
+    async fn list_leads(&self, tenant: &TenantId, filter: &LeadFilter, page: &PageRequest) -> crate::Result<Vec<Lead>> {
+        q_list_leads(&self.pool, tenant, filter, page).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
