@@ -54,6 +54,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.len() > MAX_BODY {
         return Err(ApiError::PayloadTooLarge);
     }
+    // Syntax first, so malformed JSON is always 400 even where the shape would
+    // also be wrong (`[1,2`).
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("The body is not valid JSON: {}.", strip_position(&e.to_string()))))?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => {
