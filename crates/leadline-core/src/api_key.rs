@@ -76,7 +76,10 @@ pub struct IssuedKey {
 
 impl std::fmt::Debug for IssuedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedKey").field("key", &self.key).field("plaintext", &"[redacted]").finish()
+        f.debug_struct("IssuedKey")
+            .field("key", &self.key)
+            .field("plaintext", &"[redacted]")
+            .finish()
     }
 }
 
@@ -84,7 +87,11 @@ impl std::fmt::Debug for IssuedKey {
 pub fn issue(tenant_id: &TenantId, kind: KeyKind, now: DateTime<Utc>) -> IssuedKey {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let plaintext = format!("{}{}", kind.prefix(), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let plaintext = format!(
+        "{}{}",
+        kind.prefix(),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     let key = ApiKey {
         id: ApiKeyId::generate(),
         tenant_id: tenant_id.clone(),
@@ -106,7 +113,9 @@ pub fn hash_key(plaintext: &str) -> String {
 pub fn looks_like_key(s: &str) -> bool {
     (s.starts_with("sk_") || s.starts_with("pk_"))
         && s.len() == 46
-        && s[3..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && s[3..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

@@ -91,9 +91,7 @@ fn next_ulid() -> String {
     static GEN: Mutex<Option<ulid::Generator>> = Mutex::new(None);
     let mut guard = GEN.lock().unwrap_or_else(|p| p.into_inner());
     let generator = guard.get_or_insert_with(ulid::Generator::new);
-    let id = generator
-        .generate()
-        .unwrap_or_else(|_| ulid::Ulid::new());
+    let id = generator.generate().unwrap_or_else(|_| ulid::Ulid::new());
     id.to_string().to_ascii_lowercase()
 }
 

@@ -26,7 +26,13 @@ pub enum LeadStatus {
 
 impl LeadStatus {
     /// Every status.
-    pub const ALL: [LeadStatus; 5] = [Self::New, Self::Contacted, Self::Quoted, Self::Won, Self::Lost];
+    pub const ALL: [LeadStatus; 5] = [
+        Self::New,
+        Self::Contacted,
+        Self::Quoted,
+        Self::Won,
+        Self::Lost,
+    ];
 
     /// The stored form.
     pub fn as_str(self) -> &'static str {
@@ -243,7 +249,12 @@ impl Lead {
     /// The key that finds duplicates: email (any case) and dates.
     pub fn dedupe_key(&self) -> String {
         let d = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
-        format!("{}|{}|{}", self.email.match_key(), d(self.charter_from), d(self.charter_to))
+        format!(
+            "{}|{}|{}",
+            self.email.match_key(),
+            d(self.charter_from),
+            d(self.charter_to)
+        )
     }
 }
 
@@ -254,19 +265,26 @@ pub fn parse_locale(s: &str) -> Result<String, String> {
     let ok = (2..=3).contains(&lang.len())
         && lang.bytes().all(|b| b.is_ascii_alphabetic())
         && s.len() <= 35
-        && parts.all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+        && parts
+            .all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
     if ok {
         let (l, rest) = s.split_at(lang.len());
         Ok(format!("{}{rest}", l.to_ascii_lowercase()))
     } else {
-        Err(format!("{s:?} is not a language tag such as \"en\" or \"pt-BR\""))
+        Err(format!(
+            "{s:?} is not a language tag such as \"en\" or \"pt-BR\""
+        ))
     }
 }
 
 impl NewLeadRequest {
     /// Validates every rule of lead capture, all at once; `today` is the tenant-
     /// independent UTC date used for "not in the past".
-    pub fn validate(self, tenant_id: &TenantId, now: DateTime<Utc>) -> Result<Lead, ValidationErrors> {
+    pub fn validate(
+        self,
+        tenant_id: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<Lead, ValidationErrors> {
         let mut e = ValidationErrors::new();
         let today = now.date_naive();
         let name = match self.name.as_deref() {
@@ -306,21 +324,36 @@ impl NewLeadRequest {
                 e.add("/guests", "must be 1 to 60 people in all");
             }
         }
-        let destination = e.check("/destination", clean_opt(self.destination.as_deref(), 200, false)).flatten();
+        let destination = e
+            .check(
+                "/destination",
+                clean_opt(self.destination.as_deref(), 200, false),
+            )
+            .flatten();
         let budget = match self.budget {
             Some(b) => e.check("/budget/amount", b.positive()),
             None => None,
         };
-        let experience = e.check("/experience", clean_opt(self.experience.as_deref(), 100, false)).flatten();
-        let message = e.check("/message", clean_opt(self.message.as_deref(), 5000, true)).flatten();
+        let experience = e
+            .check(
+                "/experience",
+                clean_opt(self.experience.as_deref(), 100, false),
+            )
+            .flatten();
+        let message = e
+            .check("/message", clean_opt(self.message.as_deref(), 5000, true))
+            .flatten();
         let locale = match self.locale.as_deref() {
             None => Some("en".to_owned()),
             Some(l) => e.check("/locale", parse_locale(l.trim())),
         };
-        let source = e.check("/source", clean_opt(self.source.as_deref(), 100, false)).flatten();
+        let source = e
+            .check("/source", clean_opt(self.source.as_deref(), 100, false))
+            .flatten();
         let utm = self.utm.map(|u| {
             let mut f = |name: &str, v: Option<String>| {
-                e.check(&format!("/utm/{name}"), clean_opt(v.as_deref(), 200, false)).flatten()
+                e.check(&format!("/utm/{name}"), clean_opt(v.as_deref(), 200, false))
+                    .flatten()
             };
             Utm {
                 source: f("source", u.source),
@@ -332,13 +365,19 @@ impl NewLeadRequest {
         });
         match self.consent {
             Some(c) if c.privacy_policy => {}
-            Some(_) => e.add("/consent/privacy_policy", "must be true: the client must accept the privacy policy"),
+            Some(_) => e.add(
+                "/consent/privacy_policy",
+                "must be true: the client must accept the privacy policy",
+            ),
             None => e.add("/consent/privacy_policy", "is required and must be true"),
         }
         let (Some(name), Some(email), Some(locale)) = (name, email, locale) else {
             return Err(e);
         };
-        let consent = self.consent.unwrap_or(Consent { privacy_policy: false, marketing: false });
+        let consent = self.consent.unwrap_or(Consent {
+            privacy_policy: false,
+            marketing: false,
+        });
         e.finish(|| Lead {
             id: LeadId::generate(),
             tenant_id: tenant_id.clone(),
@@ -420,10 +459,14 @@ impl LeadPatch {
         let mut e = ValidationErrors::new();
         let mut out = lead.clone();
         if let Some(v) = self.assigned_to {
-            out.assigned_to = e.check("/assigned_to", clean_opt(v.as_deref(), 200, false)).flatten();
+            out.assigned_to = e
+                .check("/assigned_to", clean_opt(v.as_deref(), 200, false))
+                .flatten();
         }
         if let Some(v) = self.notes {
-            out.notes = e.check("/notes", clean_opt(v.as_deref(), 10_000, true)).flatten();
+            out.notes = e
+                .check("/notes", clean_opt(v.as_deref(), 10_000, true))
+                .flatten();
         }
         if let Some(tags) = self.tags {
             if tags.len() > 20 {
@@ -431,10 +474,10 @@ impl LeadPatch {
             }
             let mut clean = Vec::new();
             for (i, t) in tags.iter().enumerate() {
-                if let Some(t) = e.check(&format!("/tags/{i}"), clean_text(t, 50, false)) {
-                    if !clean.contains(&t) {
-                        clean.push(t);
-                    }
+                if let Some(t) = e.check(&format!("/tags/{i}"), clean_text(t, 50, false))
+                    && !clean.contains(&t)
+                {
+                    clean.push(t);
                 }
             }
             out.tags = clean;
@@ -444,7 +487,10 @@ impl LeadPatch {
         }
         if let Some(to) = self.status {
             if !lead.status.can_move_to(to) {
-                return Err(PatchError::IllegalMove { from: lead.status, to });
+                return Err(PatchError::IllegalMove {
+                    from: lead.status,
+                    to,
+                });
             }
             out.status = to;
         }
@@ -506,7 +552,9 @@ mod tests {
 
     #[test]
     fn valid_lead() {
-        let l = req().validate(&TenantId::generate(), Utc::now()).expect("valid");
+        let l = req()
+            .validate(&TenantId::generate(), Utc::now())
+            .expect("valid");
         assert_eq!(l.name, "Maria");
         assert_eq!(l.phone_e164.as_deref(), Some("+306941234567"));
         assert_eq!(l.status, LeadStatus::New);
@@ -518,19 +566,33 @@ mod tests {
         let mut r = req();
         r.name = None;
         r.email = Some("nope".into());
-        r.guests = Some(Guests { adults: 50, children: 11 });
+        r.guests = Some(Guests {
+            adults: 50,
+            children: 11,
+        });
         r.consent = None;
-        let e = r.validate(&TenantId::generate(), Utc::now()).expect_err("invalid");
+        let e = r
+            .validate(&TenantId::generate(), Utc::now())
+            .expect_err("invalid");
         let ptrs: Vec<_> = e.0.iter().map(|f| f.pointer.as_str()).collect();
-        assert_eq!(ptrs, ["/name", "/email", "/guests", "/consent/privacy_policy"]);
+        assert_eq!(
+            ptrs,
+            ["/name", "/email", "/guests", "/consent/privacy_policy"]
+        );
     }
 
     #[test]
     fn pipeline_moves() {
         use LeadStatus::*;
         let allowed = [
-            (New, Contacted), (Contacted, Quoted), (Quoted, Won), (New, Lost), (Contacted, Lost),
-            (Quoted, Lost), (Quoted, Contacted), (Lost, Contacted),
+            (New, Contacted),
+            (Contacted, Quoted),
+            (Quoted, Won),
+            (New, Lost),
+            (Contacted, Lost),
+            (Quoted, Lost),
+            (Quoted, Contacted),
+            (Lost, Contacted),
         ];
         for from in LeadStatus::ALL {
             for to in LeadStatus::ALL {

@@ -34,7 +34,9 @@ impl Currency {
             let b = s.as_bytes();
             Ok(Self([b[0], b[1], b[2]]))
         } else {
-            Err(format!("{s:?} is not an ISO 4217 currency code such as \"EUR\""))
+            Err(format!(
+                "{s:?} is not an ISO 4217 currency code such as \"EUR\""
+            ))
         }
     }
 

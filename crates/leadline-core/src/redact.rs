@@ -21,7 +21,11 @@ pub fn phone(p: &str) -> String {
     }
     let mut out = String::with_capacity(n);
     for (i, c) in chars.iter().enumerate() {
-        if i < 3 || i >= n - 2 { out.push(*c) } else { out.push('*') }
+        if i < 3 || i >= n - 2 {
+            out.push(*c)
+        } else {
+            out.push('*')
+        }
     }
     out
 }

@@ -130,7 +130,11 @@ impl Settings {
             apa_percent: Percent::const_bp(3000),
             quote_validity_days: 7,
             payment_schedule: vec![
-                Instalment { percent: Percent::const_bp(5000), due: InstalmentDue::AtBooking, days: None },
+                Instalment {
+                    percent: Percent::const_bp(5000),
+                    due: InstalmentDue::AtBooking,
+                    days: None,
+                },
                 Instalment {
                     percent: Percent::const_bp(5000),
                     due: InstalmentDue::DaysBeforeEmbarkation,
@@ -193,10 +197,10 @@ impl SettingsPatch {
         let mut e = ValidationErrors::new();
         let mut s = base.clone();
         let p = |f: &str| format!("{prefix}/{f}");
-        if let Some(v) = self.company_name {
-            if let Some(v) = e.check(&p("company_name"), clean_text(&v, 200, false)) {
-                s.company_name = v;
-            }
+        if let Some(v) = self.company_name
+            && let Some(v) = e.check(&p("company_name"), clean_text(&v, 200, false))
+        {
+            s.company_name = v;
         }
         if let Some(list) = self.notification_emails {
             if list.len() > 20 {
@@ -204,7 +208,10 @@ impl SettingsPatch {
             }
             let mut out = Vec::new();
             for (i, a) in list.iter().enumerate() {
-                if let Some(v) = e.check(&format!("{}/{i}", p("notification_emails")), Email::parse(a)) {
+                if let Some(v) = e.check(
+                    &format!("{}/{i}", p("notification_emails")),
+                    Email::parse(a),
+                ) {
                     out.push(v);
                 }
             }
@@ -230,26 +237,27 @@ impl SettingsPatch {
             }
             let mut out = Vec::new();
             for (i, o) in list.iter().enumerate() {
-                if let Some(v) = e.check(&format!("{}/{i}", p("allowed_origins")), parse_origin(o)) {
+                if let Some(v) = e.check(&format!("{}/{i}", p("allowed_origins")), parse_origin(o))
+                {
                     out.push(v);
                 }
             }
             s.allowed_origins = out;
         }
-        if let Some(v) = self.currency {
-            if let Some(c) = e.check(&p("currency"), Currency::parse(&v)) {
-                s.currency = c;
-            }
+        if let Some(v) = self.currency
+            && let Some(c) = e.check(&p("currency"), Currency::parse(&v))
+        {
+            s.currency = c;
         }
-        if let Some(v) = self.vat_percent {
-            if let Some(v) = e.check(&p("vat_percent"), Percent::parse(&v)) {
-                s.vat_percent = v;
-            }
+        if let Some(v) = self.vat_percent
+            && let Some(v) = e.check(&p("vat_percent"), Percent::parse(&v))
+        {
+            s.vat_percent = v;
         }
-        if let Some(v) = self.apa_percent {
-            if let Some(v) = e.check(&p("apa_percent"), Percent::parse(&v)) {
-                s.apa_percent = v;
-            }
+        if let Some(v) = self.apa_percent
+            && let Some(v) = e.check(&p("apa_percent"), Percent::parse(&v))
+        {
+            s.apa_percent = v;
         }
         if let Some(v) = self.quote_validity_days {
             if (1..=365).contains(&v) {
@@ -268,7 +276,13 @@ impl SettingsPatch {
         if let Some(t) = self.templates {
             for (kind, locales) in &t {
                 if !TEMPLATE_KINDS.contains(&kind.as_str()) {
-                    e.add(format!("{}/{kind}", p("templates")), format!("unknown template kind; known: {}", TEMPLATE_KINDS.join(", ")));
+                    e.add(
+                        format!("{}/{kind}", p("templates")),
+                        format!(
+                            "unknown template kind; known: {}",
+                            TEMPLATE_KINDS.join(", ")
+                        ),
+                    );
                 }
                 for (locale, tpl) in locales {
                     let at = format!("{}/{kind}/{locale}", p("templates"));
@@ -300,7 +314,9 @@ fn check_schedule(v: &[Instalment]) -> Result<(), String> {
     for i in v {
         match (i.due, i.days) {
             (InstalmentDue::AtBooking, None) => {}
-            (InstalmentDue::AtBooking, Some(_)) => return Err("`days` is only for days_before_embarkation".into()),
+            (InstalmentDue::AtBooking, Some(_)) => {
+                return Err("`days` is only for days_before_embarkation".into());
+            }
             (InstalmentDue::DaysBeforeEmbarkation, Some(1..=365)) => {}
             (InstalmentDue::DaysBeforeEmbarkation, _) => {
                 return Err("days_before_embarkation needs `days` from 1 to 365".into());
@@ -403,10 +419,15 @@ impl NewTenantRequest {
 /// Checks a slug: 2 to 63 of `a-z0-9-`, not starting or ending with a dash.
 pub fn parse_slug(s: &str) -> Result<String, String> {
     let ok = (2..=63).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-');
-    if ok { Ok(s.to_owned()) } else { Err("must be 2 to 63 of a-z, 0-9 and inner dashes".into()) }
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("must be 2 to 63 of a-z, 0-9 and inner dashes".into())
+    }
 }
 
 /// A slug from a name, with a random tail when the name has too few usable letters.
@@ -448,10 +469,10 @@ impl TenantPatch {
     pub fn apply(self, t: &Tenant, now: DateTime<Utc>) -> Result<Tenant, ValidationErrors> {
         let mut e = ValidationErrors::new();
         let mut out = t.clone();
-        if let Some(n) = self.name {
-            if let Some(n) = e.check("/name", clean_text(&n, 200, false)) {
-                out.name = n;
-            }
+        if let Some(n) = self.name
+            && let Some(n) = e.check("/name", clean_text(&n, 200, false))
+        {
+            out.name = n;
         }
         if let Some(s) = self.status {
             out.status = s;
@@ -481,8 +502,14 @@ mod tests {
 
     #[test]
     fn origins() {
-        assert_eq!(parse_origin("https://Charter.Example/"), Ok("https://charter.example".into()));
-        assert_eq!(parse_origin("http://localhost:3000"), Ok("http://localhost:3000".into()));
+        assert_eq!(
+            parse_origin("https://Charter.Example/"),
+            Ok("https://charter.example".into())
+        );
+        assert_eq!(
+            parse_origin("http://localhost:3000"),
+            Ok("http://localhost:3000".into())
+        );
         assert!(parse_origin("https://charter.example/path").is_err());
         assert!(parse_origin("*").is_err());
         assert!(parse_origin("ftp://x").is_err());
@@ -492,7 +519,9 @@ mod tests {
     fn schedule_must_add_up() {
         let d = Settings::defaults("X".into());
         assert!(check_schedule(&d.payment_schedule).is_ok());
-        let patch: SettingsPatch = serde_json::from_str(r#"{"payment_schedule":[{"percent":"60","due":"at_booking"}]}"#).expect("json");
+        let patch: SettingsPatch =
+            serde_json::from_str(r#"{"payment_schedule":[{"percent":"60","due":"at_booking"}]}"#)
+                .expect("json");
         assert!(patch.apply(&d, "").is_err());
     }
 

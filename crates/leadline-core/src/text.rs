@@ -127,8 +127,7 @@ impl Phone {
         }
         if !international {
             return Err(
-                "must be in international form with its country code, e.g. +30 694 123 4567"
-                    .into(),
+                "must be in international form with its country code, e.g. +30 694 123 4567".into(),
             );
         }
         if digits.starts_with('0') {
@@ -151,9 +150,18 @@ mod tests {
 
     #[test]
     fn phone_examples() {
-        assert_eq!(Phone::parse("+30 694 123 4567").map(|p| p.e164), Ok("+306941234567".into()));
-        assert_eq!(Phone::parse("0030-694-123-4567").map(|p| p.e164), Ok("+306941234567".into()));
-        assert_eq!(Phone::parse("+1 (415) 555-0100").map(|p| p.e164), Ok("+14155550100".into()));
+        assert_eq!(
+            Phone::parse("+30 694 123 4567").map(|p| p.e164),
+            Ok("+306941234567".into())
+        );
+        assert_eq!(
+            Phone::parse("0030-694-123-4567").map(|p| p.e164),
+            Ok("+306941234567".into())
+        );
+        assert_eq!(
+            Phone::parse("+1 (415) 555-0100").map(|p| p.e164),
+            Ok("+14155550100".into())
+        );
         assert!(Phone::parse("694 123 4567").is_err());
         assert!(Phone::parse("+30 694 abc").is_err());
         assert!(Phone::parse("+1234").is_err());
@@ -162,8 +170,19 @@ mod tests {
 
     #[test]
     fn email_examples() {
-        assert_eq!(Email::parse(" Maria@Example.COM ").map(|e| e.0), Ok("Maria@example.com".into()));
-        for bad in ["", "maria", "maria@", "@example.com", "maria@localhost", "ma ria@example.com", "maria@exa\nmple.com"] {
+        assert_eq!(
+            Email::parse(" Maria@Example.COM ").map(|e| e.0),
+            Ok("Maria@example.com".into())
+        );
+        for bad in [
+            "",
+            "maria",
+            "maria@",
+            "@example.com",
+            "maria@localhost",
+            "ma ria@example.com",
+            "maria@exa\nmple.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

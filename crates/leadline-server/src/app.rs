@@ -59,15 +59,20 @@ pub fn admin_key(config: &Config) -> Result<SecretString, StartError> {
             return Ok(k.into());
         }
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Io(format!("cannot create {}: {e}", config.data_dir.display())))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::Io(format!("cannot create {}: {e}", config.data_dir.display())))?;
     let key = {
         use base64::Engine;
         use rand::RngCore;
         let mut b = [0u8; 32];
         rand::rng().fill_bytes(&mut b);
-        format!("adm_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+        format!(
+            "adm_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+        )
     };
-    write_private(&path, &key).map_err(|e| StartError::Io(format!("cannot write {}: {e}", path.display())))?;
+    write_private(&path, &key)
+        .map_err(|e| StartError::Io(format!("cannot write {}: {e}", path.display())))?;
     tracing::info!(path = %path.display(), "generated an admin key; read it from this file");
     Ok(key.into())
 }
@@ -103,7 +108,11 @@ impl Application {
     }
 
     /// Like [`Application::build`] with an open store.
-    pub async fn with_store(config: Config, store: Arc<dyn Store>, admin: &SecretString) -> Result<Self, StartError> {
+    pub async fn with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        admin: &SecretString,
+    ) -> Result<Self, StartError> {
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", config.bind)))?;
@@ -112,12 +121,18 @@ impl Application {
             config: Arc::new(config),
             admin_key_hash: sha2_digest(admin.expose_secret().as_bytes()),
         };
-        Ok(Self { listener, router: router(state.clone()), state })
+        Ok(Self {
+            listener,
+            router: router(state.clone()),
+            state,
+        })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| self.state.config.bind)
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.config.bind)
     }
 
     /// The state (tests use its store).
@@ -127,14 +142,21 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish for at most the configured grace, and closes the store.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let grace = self.state.config.shutdown_grace;
         let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = tx.send(true);
-            });
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
         let bounded = async move {
             let _ = rx.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(grace).await;
@@ -158,6 +180,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn(crate::middleware::request_context))
+        .layer(axum::middleware::from_fn(
+            crate::middleware::request_context,
+        ))
         .with_state(state)
 }

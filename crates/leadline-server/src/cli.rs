@@ -116,7 +116,12 @@ pub enum CliError {
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Openapi = cli.command {
-        println!("{}", crate::http::openapi().to_pretty_json().map_err(std::io::Error::other)?);
+        println!(
+            "{}",
+            crate::http::openapi()
+                .to_pretty_json()
+                .map_err(std::io::Error::other)?
+        );
         return Ok(());
     }
     let config = Config::load(cli.config.as_deref())?;
@@ -124,7 +129,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Openapi => Ok(()),
         Command::CheckConfig => {
-            println!("configuration is valid (listening on {}, data in {})", config.bind, config.data_dir.display());
+            println!(
+                "configuration is valid (listening on {}, data in {})",
+                config.bind,
+                config.data_dir.display()
+            );
             Ok(())
         }
         Command::Migrate => {
@@ -151,11 +160,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 
 async fn tenant_cmd(store: &dyn Store, cmd: TenantCmd) -> Result<(), CliError> {
     match cmd {
-        TenantCmd::Create { name, slug, notification_emails } => {
+        TenantCmd::Create {
+            name,
+            slug,
+            notification_emails,
+        } => {
             let req = NewTenantRequest {
                 name,
                 slug,
-                settings: SettingsPatch { notification_emails: Some(notification_emails), ..Default::default() },
+                settings: SettingsPatch {
+                    notification_emails: Some(notification_emails),
+                    ..Default::default()
+                },
             };
             let c = ops::create_tenant(store, req).await?;
             let out = serde_json::json!({
@@ -164,10 +180,16 @@ async fn tenant_cmd(store: &dyn Store, cmd: TenantCmd) -> Result<(), CliError> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         TenantCmd::List => {
-            let page = leadline_core::page::PageRequest { after: None, limit: leadline_core::page::MAX_LIMIT };
+            let page = leadline_core::page::PageRequest {
+                after: None,
+                limit: leadline_core::page::MAX_LIMIT,
+            };
             let mut after = None;
             loop {
-                let p = leadline_core::page::PageRequest { after: after.clone(), ..page.clone() };
+                let p = leadline_core::page::PageRequest {
+                    after: after.clone(),
+                    ..page.clone()
+                };
                 let rows = store.list_tenants(&p).await.map_err(ApiError::from)?;
                 for t in rows.iter().take(p.limit as usize) {
                     println!("{}\t{}\t{}\t{}", t.id, t.status.as_str(), t.slug, t.name);
@@ -179,7 +201,11 @@ async fn tenant_cmd(store: &dyn Store, cmd: TenantCmd) -> Result<(), CliError> {
             }
         }
         TenantCmd::Suspend { id } => {
-            let patch = TenantPatch { name: None, status: Some(TenantStatus::Suspended), settings: SettingsPatch::default() };
+            let patch = TenantPatch {
+                name: None,
+                status: Some(TenantStatus::Suspended),
+                settings: SettingsPatch::default(),
+            };
             let t = ops::patch_tenant(store, &id, patch).await?;
             println!("{} is now {}", t.id, t.status.as_str());
         }
@@ -208,7 +234,11 @@ async fn key_cmd(store: &dyn Store, cmd: KeyCmd) -> Result<(), CliError> {
 async fn serve(config: Config, demo: bool) -> Result<(), CliError> {
     let admin = admin_key(&config)?;
     let store = open_store(&config).await?;
-    let seeded = if demo { Some(crate::demo::seed(store.as_ref()).await?) } else { None };
+    let seeded = if demo {
+        Some(crate::demo::seed(store.as_ref()).await?)
+    } else {
+        None
+    };
     let key_source = if config.admin_key.is_some() {
         "LEADLINE_ADMIN_KEY".to_owned()
     } else {
@@ -218,7 +248,10 @@ async fn serve(config: Config, demo: bool) -> Result<(), CliError> {
     let addr = app.local_addr();
     tracing::info!(%addr, "leadline listening");
     if let Some(d) = seeded {
-        println!("{}", crate::demo::banner(&d, &format!("http://{addr}"), &key_source));
+        println!(
+            "{}",
+            crate::demo::banner(&d, &format!("http://{addr}"), &key_source)
+        );
     }
     app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("stopped");

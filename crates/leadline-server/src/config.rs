@@ -34,9 +34,18 @@ impl Cidr {
     /// Parses `addr/len` or a bare address.
     pub fn parse(s: &str) -> Result<Self, String> {
         let (a, p) = s.split_once('/').unwrap_or((s, ""));
-        let addr: IpAddr = a.trim().parse().map_err(|_| format!("{s:?} is not an IP network"))?;
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP network"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = if p.is_empty() { max } else { p.trim().parse().map_err(|_| format!("{s:?} has a bad prefix length"))? };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.trim()
+                .parse()
+                .map_err(|_| format!("{s:?} has a bad prefix length"))?
+        };
         if prefix > max {
             return Err(format!("{s:?} has a prefix longer than {max}"));
         }
@@ -51,11 +60,19 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(i)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix)) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.prefix))
+                };
                 u32::from(n) & mask == u32::from(i) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(i)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(self.prefix)) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.prefix))
+                };
                 u128::from(n) & mask == u128::from(i) & mask
             }
             _ => false,
@@ -140,7 +157,9 @@ const SETTINGS: &[(&str, &str)] = &[
 ];
 
 fn file_key(env: &str) -> String {
-    env.strip_prefix("LEADLINE_").unwrap_or(env).to_ascii_lowercase()
+    env.strip_prefix("LEADLINE_")
+        .unwrap_or(env)
+        .to_ascii_lowercase()
 }
 
 /// Errors of configuration, each naming its setting.
@@ -157,37 +176,54 @@ impl Config {
     }
 
     /// Loads from the file and the given environment (tests pass their own).
-    pub fn from_sources(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
         let mut errors = Vec::new();
-        let mut values: BTreeMap<&str, String> = SETTINGS.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        let mut values: BTreeMap<&str, String> = SETTINGS
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .collect();
         let default_file = Path::new("leadline.toml");
         let file = file.or_else(|| default_file.exists().then_some(default_file));
         if let Some(path) = file {
             match std::fs::read_to_string(path) {
                 Err(e) => errors.push(format!("config file {}: {e}", path.display())),
-                Ok(text) => match text.parse::<toml::Table>() {
-                    Err(e) => errors.push(format!("config file {}: {e}", path.display())),
-                    Ok(table) => {
-                        for (k, v) in table {
-                            let Some((env_name, _)) = SETTINGS.iter().find(|(e, _)| file_key(e) == k) else {
-                                errors.push(format!("config file {}: unknown setting `{k}`", path.display()));
-                                continue;
-                            };
-                            let v = match v {
-                                toml::Value::String(s) => s,
-                                toml::Value::Integer(i) => i.to_string(),
-                                toml::Value::Boolean(b) => b.to_string(),
-                                toml::Value::Array(a) => a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(","),
-                                toml::Value::Float(f) => f.to_string(),
-                                _ => {
-                                    errors.push(format!("config file {}: `{k}` must be a string, number or boolean", path.display()));
+                Ok(text) => {
+                    match text.parse::<toml::Table>() {
+                        Err(e) => errors.push(format!("config file {}: {e}", path.display())),
+                        Ok(table) => {
+                            for (k, v) in table {
+                                let Some((env_name, _)) =
+                                    SETTINGS.iter().find(|(e, _)| file_key(e) == k)
+                                else {
+                                    errors.push(format!(
+                                        "config file {}: unknown setting `{k}`",
+                                        path.display()
+                                    ));
                                     continue;
-                                }
-                            };
-                            values.insert(env_name, v);
+                                };
+                                let v = match v {
+                                    toml::Value::String(s) => s,
+                                    toml::Value::Integer(i) => i.to_string(),
+                                    toml::Value::Boolean(b) => b.to_string(),
+                                    toml::Value::Array(a) => a
+                                        .iter()
+                                        .filter_map(|x| x.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(","),
+                                    toml::Value::Float(f) => f.to_string(),
+                                    _ => {
+                                        errors.push(format!("config file {}: `{k}` must be a string, number or boolean", path.display()));
+                                        continue;
+                                    }
+                                };
+                                values.insert(env_name, v);
+                            }
                         }
                     }
-                },
+                }
             }
         }
         for (k, _) in SETTINGS {
@@ -201,7 +237,9 @@ impl Config {
             match humantime::parse_duration(&v) {
                 Ok(d) if !d.is_zero() => d,
                 _ => {
-                    errors.push(format!("{k}: {v:?} is not a duration such as 500ms, 30s, 6h or 7d"));
+                    errors.push(format!(
+                        "{k}: {v:?} is not a duration such as 500ms, 30s, 6h or 7d"
+                    ));
                     Duration::from_secs(1)
                 }
             }
@@ -218,7 +256,9 @@ impl Config {
             match v.trim().parse::<u32>() {
                 Ok(n) if (min..=max).contains(&n) => n,
                 _ => {
-                    errors.push(format!("{k}: {v:?} must be a whole number from {min} to {max}"));
+                    errors.push(format!(
+                        "{k}: {v:?} must be a whole number from {min} to {max}"
+                    ));
                     min
                 }
             }
@@ -250,7 +290,10 @@ impl Config {
             None => match get("LEADLINE_BIND").trim().parse::<SocketAddr>() {
                 Ok(a) => a,
                 Err(_) => {
-                    errors.push(format!("LEADLINE_BIND: {:?} is not an address such as 127.0.0.1:8080", get("LEADLINE_BIND")));
+                    errors.push(format!(
+                        "LEADLINE_BIND: {:?} is not an address such as 127.0.0.1:8080",
+                        get("LEADLINE_BIND")
+                    ));
                     SocketAddr::from(([127, 0, 0, 1], 8080))
                 }
             },
@@ -258,7 +301,12 @@ impl Config {
         let data_dir = PathBuf::from(get("LEADLINE_DATA_DIR"));
         let database_url = match get("DATABASE_URL") {
             u if u.is_empty() => format!("sqlite://{}", data_dir.join("leadline.db").display()),
-            u if u.starts_with("sqlite:") || u.starts_with("postgres:") || u.starts_with("postgresql:") => u,
+            u if u.starts_with("sqlite:")
+                || u.starts_with("postgres:")
+                || u.starts_with("postgresql:") =>
+            {
+                u
+            }
             _ => {
                 errors.push("DATABASE_URL: must start with sqlite:// or postgres://".into());
                 String::new()
@@ -266,33 +314,41 @@ impl Config {
         };
         let nonempty = |k: &str| Some(get(k)).filter(|v| !v.trim().is_empty());
         let admin_key = nonempty("LEADLINE_ADMIN_KEY");
-        if let Some(k) = &admin_key {
-            if k.len() < 16 {
-                errors.push("LEADLINE_ADMIN_KEY: must be at least 16 characters".into());
-            }
+        if let Some(k) = &admin_key
+            && k.len() < 16
+        {
+            errors.push("LEADLINE_ADMIN_KEY: must be at least 16 characters".into());
         }
         let public_base_url = match nonempty("LEADLINE_PUBLIC_BASE_URL") {
-            Some(u) if u.starts_with("http://") || u.starts_with("https://") => u.trim_end_matches('/').to_owned(),
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                u.trim_end_matches('/').to_owned()
+            }
             Some(u) => {
-                errors.push(format!("LEADLINE_PUBLIC_BASE_URL: {u:?} must start with http:// or https://"));
+                errors.push(format!(
+                    "LEADLINE_PUBLIC_BASE_URL: {u:?} must start with http:// or https://"
+                ));
                 u
             }
             None => format!("http://{bind}"),
         };
         let smtp_url = nonempty("LEADLINE_SMTP_URL");
-        if let Some(u) = &smtp_url {
-            if !(u.starts_with("smtp://") || u.starts_with("smtps://")) {
-                errors.push("LEADLINE_SMTP_URL: must start with smtp:// or smtps://".into());
-            }
+        if let Some(u) = &smtp_url
+            && !(u.starts_with("smtp://") || u.starts_with("smtps://"))
+        {
+            errors.push("LEADLINE_SMTP_URL: must start with smtp:// or smtps://".into());
         }
         let redis_url = nonempty("LEADLINE_REDIS_URL");
-        if let Some(u) = &redis_url {
-            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
-                errors.push("LEADLINE_REDIS_URL: must start with redis:// or rediss://".into());
-            }
+        if let Some(u) = &redis_url
+            && !(u.starts_with("redis://") || u.starts_with("rediss://"))
+        {
+            errors.push("LEADLINE_REDIS_URL: must start with redis:// or rediss://".into());
         }
         let mut trusted_proxies = Vec::new();
-        for part in get("LEADLINE_TRUSTED_PROXIES").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in get("LEADLINE_TRUSTED_PROXIES")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             match Cidr::parse(part) {
                 Ok(c) => trusted_proxies.push(c),
                 Err(e) => errors.push(format!("LEADLINE_TRUSTED_PROXIES: {e}")),
@@ -303,12 +359,17 @@ impl Config {
             "pretty" => LogFormat::Pretty,
             "auto" => LogFormat::Auto,
             v => {
-                errors.push(format!("LEADLINE_LOG_FORMAT: {v:?} must be json, pretty or auto"));
+                errors.push(format!(
+                    "LEADLINE_LOG_FORMAT: {v:?} must be json, pretty or auto"
+                ));
                 LogFormat::Auto
             }
         };
         if retry_max_delay < retry_base_delay {
-            errors.push("LEADLINE_RETRY_MAX_DELAY: must not be shorter than LEADLINE_RETRY_BASE_DELAY".into());
+            errors.push(
+                "LEADLINE_RETRY_MAX_DELAY: must not be shorter than LEADLINE_RETRY_BASE_DELAY"
+                    .into(),
+            );
         }
         if !errors.is_empty() {
             return Err(ConfigError(errors));
@@ -363,7 +424,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -374,12 +438,19 @@ mod tests {
         assert_eq!(c.retry_max_delay, Duration::from_secs(6 * 3600));
         assert_eq!(c.audit_retention, Duration::from_secs(365 * 86400));
         use secrecy::ExposeSecret;
-        assert_eq!(c.database_url.expose_secret(), "sqlite://./data/leadline.db");
+        assert_eq!(
+            c.database_url.expose_secret(),
+            "sqlite://./data/leadline.db"
+        );
     }
 
     #[test]
     fn port_wins_and_binds_everywhere() {
-        let c = Config::from_sources(None, &env(&[("PORT", "9000"), ("LEADLINE_BIND", "127.0.0.1:1")])).expect("valid");
+        let c = Config::from_sources(
+            None,
+            &env(&[("PORT", "9000"), ("LEADLINE_BIND", "127.0.0.1:1")]),
+        )
+        .expect("valid");
         assert_eq!(c.bind, "0.0.0.0:9000".parse().expect("addr"));
     }
 
@@ -387,7 +458,11 @@ mod tests {
     fn bad_values_are_named() {
         let e = Config::from_sources(
             None,
-            &env(&[("LEADLINE_RETRY_BASE_DELAY", "soon"), ("LEADLINE_RATE_LIMIT_PER_MINUTE", "-1"), ("DATABASE_URL", "mysql://x")]),
+            &env(&[
+                ("LEADLINE_RETRY_BASE_DELAY", "soon"),
+                ("LEADLINE_RATE_LIMIT_PER_MINUTE", "-1"),
+                ("DATABASE_URL", "mysql://x"),
+            ]),
         )
         .expect_err("invalid");
         let text = e.to_string();
@@ -400,8 +475,16 @@ mod tests {
     fn file_then_env() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("leadline.toml");
-        std::fs::write(&path, "rate_limit_per_minute = 100\nretry_base_delay = \"1s\"\n").expect("write");
-        let c = Config::from_sources(Some(&path), &env(&[("LEADLINE_RATE_LIMIT_PER_MINUTE", "7")])).expect("valid");
+        std::fs::write(
+            &path,
+            "rate_limit_per_minute = 100\nretry_base_delay = \"1s\"\n",
+        )
+        .expect("write");
+        let c = Config::from_sources(
+            Some(&path),
+            &env(&[("LEADLINE_RATE_LIMIT_PER_MINUTE", "7")]),
+        )
+        .expect("valid");
         assert_eq!(c.rate_limit_per_minute, 7);
         assert_eq!(c.retry_base_delay, Duration::from_secs(1));
         std::fs::write(&path, "no_such_setting = 1\n").expect("write");
@@ -413,7 +496,11 @@ mod tests {
         let c = Cidr::parse("10.0.0.0/8").expect("valid");
         assert!(c.contains("10.1.2.3".parse().expect("ip")));
         assert!(!c.contains("11.0.0.1".parse().expect("ip")));
-        assert!(Cidr::parse("::1").expect("valid").contains("::1".parse().expect("ip")));
+        assert!(
+            Cidr::parse("::1")
+                .expect("valid")
+                .contains("::1".parse().expect("ip"))
+        );
         assert!(Cidr::parse("10.0.0.0/33").is_err());
     }
 }

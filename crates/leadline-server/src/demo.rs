@@ -25,10 +25,19 @@ pub struct Demo {
 /// Creates the demo company, or issues fresh keys for it when it exists already
 /// (keys are only ever shown once).
 pub async fn seed(store: &dyn Store) -> ApiResult<Demo> {
-    if let Some(t) = store.get_tenant_by_slug(DEMO_SLUG).await.map_err(ApiError::from)? {
+    if let Some(t) = store
+        .get_tenant_by_slug(DEMO_SLUG)
+        .await
+        .map_err(ApiError::from)?
+    {
         let sk = ops::issue_key(store, t.id.as_str(), KeyKind::Secret).await?;
         let pk = ops::issue_key(store, t.id.as_str(), KeyKind::Publishable).await?;
-        return Ok(Demo { tenant_id: t.id.to_string(), name: t.name, secret_key: sk.plaintext, publishable_key: pk.plaintext });
+        return Ok(Demo {
+            tenant_id: t.id.to_string(),
+            name: t.name,
+            secret_key: sk.plaintext,
+            publishable_key: pk.plaintext,
+        });
     }
     let req = NewTenantRequest {
         name: "Aegean Demo Charters".into(),

@@ -52,10 +52,19 @@ impl Problem {
     pub fn for_status(status: StatusCode) -> Self {
         let (slug, detail) = match status.as_u16() {
             404 => ("not-found", "There is nothing at this address."),
-            405 => ("method-not-allowed", "This method is not allowed on this resource."),
+            405 => (
+                "method-not-allowed",
+                "This method is not allowed on this resource.",
+            ),
             408 => ("timeout", "The request took too long."),
-            413 => ("payload-too-large", "The request body is larger than 64 KiB."),
-            s if s >= 500 => ("internal", "Something went wrong on our side; the request id identifies it in our logs."),
+            413 => (
+                "payload-too-large",
+                "The request body is larger than 64 KiB.",
+            ),
+            s if s >= 500 => (
+                "internal",
+                "Something went wrong on our side; the request id identifies it in our logs.",
+            ),
             _ => ("error", "The request failed."),
         };
         Self::new(status, slug, detail)
@@ -126,7 +135,9 @@ impl ApiError {
                 "unsupported-media-type",
                 "Send the body as JSON with `Content-Type: application/json`.",
             ),
-            Self::NotImplemented(d) => Problem::new(StatusCode::NOT_IMPLEMENTED, "not-implemented", d.clone()),
+            Self::NotImplemented(d) => {
+                Problem::new(StatusCode::NOT_IMPLEMENTED, "not-implemented", d.clone())
+            }
             Self::Internal(_) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -141,8 +152,12 @@ impl From<ValidationErrors> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(what) => Self::Conflict(format!("A resource with the same unique value already exists ({what}).")),
-            StoreError::Stale => Self::Conflict("The resource changed while this request ran; read it again and retry.".into()),
+            StoreError::Conflict(what) => Self::Conflict(format!(
+                "A resource with the same unique value already exists ({what})."
+            )),
+            StoreError::Stale => Self::Conflict(
+                "The resource changed while this request ran; read it again and retry.".into(),
+            ),
             other => Self::Internal(format!("store: {other}")),
         }
     }
@@ -154,10 +169,14 @@ impl IntoResponse for ApiError {
             tracing::error!(cause = %cause, "internal error");
         }
         let problem = self.problem();
-        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut res = status.into_response();
         if matches!(self, Self::Unauthorized(_)) {
-            res.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+            res.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
         }
         res.extensions_mut().insert(problem);
         res

@@ -56,21 +56,38 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     // Syntax first, so malformed JSON is always 400 even where the shape would
     // also be wrong (`[1,2`).
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("The body is not valid JSON: {}.", strip_position(&e.to_string()))))?;
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "The body is not valid JSON: {}.",
+            strip_position(&e.to_string())
+        ))
+    })?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => {
-            de.end().map_err(|e| ApiError::BadRequest(format!("The body is not valid JSON: {}.", strip_position(&e.to_string()))))?;
+            de.end().map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "The body is not valid JSON: {}.",
+                    strip_position(&e.to_string())
+                ))
+            })?;
             Ok(v)
         }
         Err(e) => {
             let inner = e.inner();
             if inner.is_data() {
                 let pointer = to_pointer(&e.path().to_string());
-                Err(ApiError::Validation(leadline_core::ValidationErrors::single(pointer, strip_position(&inner.to_string()))))
+                Err(ApiError::Validation(
+                    leadline_core::ValidationErrors::single(
+                        pointer,
+                        strip_position(&inner.to_string()),
+                    ),
+                ))
             } else {
-                Err(ApiError::BadRequest(format!("The body is not valid JSON: {}.", strip_position(&inner.to_string()))))
+                Err(ApiError::BadRequest(format!(
+                    "The body is not valid JSON: {}.",
+                    strip_position(&inner.to_string())
+                )))
             }
         }
     }
@@ -137,7 +154,9 @@ where
         let given = parts
             .headers
             .get("x-admin-key")
-            .ok_or(ApiError::Unauthorized("This route needs the X-Admin-Key header."))?;
+            .ok_or(ApiError::Unauthorized(
+                "This route needs the X-Admin-Key header.",
+            ))?;
         // Compare hashes, so the comparison takes the same time whatever the length.
         let given = sha2_digest(given.as_bytes());
         if bool::from(given.ct_eq(&state.admin_key_hash)) {
@@ -180,13 +199,17 @@ where
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized("This route needs `Authorization: Bearer <key>`."))?;
+            .ok_or(ApiError::Unauthorized(
+                "This route needs `Authorization: Bearer <key>`.",
+            ))?;
         let token = header
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
-            .ok_or(ApiError::Unauthorized("The Authorization header must be `Bearer <key>`."))?;
+            .ok_or(ApiError::Unauthorized(
+                "The Authorization header must be `Bearer <key>`.",
+            ))?;
         if !looks_like_key(token) {
             return Err(ApiError::Unauthorized("The API key is not valid."));
         }
@@ -200,7 +223,9 @@ where
         }
         tracing::Span::current().record("tenant_id", tracing::field::display(&tenant.id));
         if tenant.status == TenantStatus::Suspended {
-            return Err(ApiError::Forbidden("This account is suspended; contact the operator.".into()));
+            return Err(ApiError::Forbidden(
+                "This account is suspended; contact the operator.".into(),
+            ));
         }
         Ok(Self { tenant, key, state })
     }
@@ -218,7 +243,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let auth = TenantAuth::from_request_parts(parts, state).await?;
         if auth.key.kind != KeyKind::Secret {
-            return Err(ApiError::Forbidden("A publishable key can only create leads; use a secret key.".into()));
+            return Err(ApiError::Forbidden(
+                "A publishable key can only create leads; use a secret key.".into(),
+            ));
         }
         Ok(Self(auth))
     }

@@ -22,7 +22,10 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// A client-sent id is kept when it is 1 to 128 of `A-Z a-z 0-9 - _ . :`;
 /// anything else is replaced, so logs never carry a hostile value.
 fn sane(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// Assigns the request id, runs the request in a span, logs one line at the end,
@@ -37,7 +40,11 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .unwrap_or_else(|| format!("req_{}", ulid::Ulid::new().to_string().to_ascii_lowercase()));
     req.extensions_mut().insert(RequestId(id.clone()));
     // The route template, never the raw path: paths carry ids and public tokens.
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route, tenant_id = tracing::field::Empty);
@@ -66,7 +73,9 @@ fn render_problem(res: Response, request_id: &str, route: &str, path: &str) -> R
     let problem = match parts.extensions.remove::<Problem>() {
         Some(p) => p,
         // Already a problem or another body we produced on purpose.
-        None if parts.headers.get(header::CONTENT_TYPE).is_some() && parts.status != StatusCode::PAYLOAD_TOO_LARGE => {
+        None if parts.headers.get(header::CONTENT_TYPE).is_some()
+            && parts.status != StatusCode::PAYLOAD_TOO_LARGE =>
+        {
             return Response::from_parts(parts, body);
         }
         None => Problem::for_status(parts.status),
@@ -74,9 +83,16 @@ fn render_problem(res: Response, request_id: &str, route: &str, path: &str) -> R
     let mut problem = problem;
     problem.request_id = request_id.to_owned();
     // Public quote paths carry the client's token: name the route, not the path.
-    problem.instance = if route.starts_with("/q/") { route.to_owned() } else { path.to_owned() };
+    problem.instance = if route.starts_with("/q/") {
+        route.to_owned()
+    } else {
+        path.to_owned()
+    };
     let body = serde_json::to_vec(&problem).unwrap_or_default();
-    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body))
 }

@@ -31,10 +31,16 @@ pub async fn create_tenant(store: &dyn Store, req: NewTenantRequest) -> ApiResul
         .push(Change::InsertApiKey(secret.key.clone()))
         .push(Change::InsertApiKey(publishable.key.clone()));
     store.commit(cs).await.map_err(|e| match e {
-        leadline_store::StoreError::Conflict(_) => ApiError::Conflict(format!("The slug {:?} is taken.", tenant.slug)),
+        leadline_store::StoreError::Conflict(_) => {
+            ApiError::Conflict(format!("The slug {:?} is taken.", tenant.slug))
+        }
         e => e.into(),
     })?;
-    Ok(CreatedTenant { tenant, secret, publishable })
+    Ok(CreatedTenant {
+        tenant,
+        secret,
+        publishable,
+    })
 }
 
 /// A tenant by id text, 404 when there is none.
@@ -47,7 +53,9 @@ pub async fn tenant(store: &dyn Store, id: &str) -> ApiResult<Tenant> {
 pub async fn patch_tenant(store: &dyn Store, id: &str, patch: TenantPatch) -> ApiResult<Tenant> {
     let current = tenant(store, id).await?;
     let next = patch.apply(&current, clock::now())?;
-    store.commit(ChangeSet::one(Change::UpdateTenant(next.clone()))).await?;
+    store
+        .commit(ChangeSet::one(Change::UpdateTenant(next.clone())))
+        .await?;
     Ok(next)
 }
 
@@ -55,7 +63,9 @@ pub async fn patch_tenant(store: &dyn Store, id: &str, patch: TenantPatch) -> Ap
 pub async fn issue_key(store: &dyn Store, tenant_id: &str, kind: KeyKind) -> ApiResult<IssuedKey> {
     let t = tenant(store, tenant_id).await?;
     let issued = api_key::issue(&t.id, kind, clock::now());
-    store.commit(ChangeSet::one(Change::InsertApiKey(issued.key.clone()))).await?;
+    store
+        .commit(ChangeSet::one(Change::InsertApiKey(issued.key.clone())))
+        .await?;
     Ok(issued)
 }
 
@@ -73,7 +83,11 @@ pub async fn revoke_key(store: &dyn Store, tenant_id: &str, key_id: &str) -> Api
     if key.revoked_at.is_none() {
         let at = clock::now();
         store
-            .commit(ChangeSet::one(Change::RevokeApiKey { tenant_id: t.id.clone(), key_id: key.id.clone(), at }))
+            .commit(ChangeSet::one(Change::RevokeApiKey {
+                tenant_id: t.id.clone(),
+                key_id: key.id.clone(),
+                at,
+            }))
             .await?;
         key.revoked_at = Some(at);
     }

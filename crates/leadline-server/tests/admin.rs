@@ -17,17 +17,48 @@ both_backends!(
 
 async fn admin_key_is_required(b: Backend) {
     let app = TestApp::spawn(b).await;
-    for (m, p) in [(Method::GET, "/admin/tenants"), (Method::POST, "/admin/tenants"), (Method::GET, "/admin/tenants/ten_01jd6c8m2f0000000000000000")] {
-        problem(app.client.request(m.clone(), app.url(p)).send().await.expect("send"), 401).await;
-        let wrong = app.client.request(m.clone(), app.url(p)).header("X-Admin-Key", format!("{ADMIN_KEY}x"));
+    for (m, p) in [
+        (Method::GET, "/admin/tenants"),
+        (Method::POST, "/admin/tenants"),
+        (Method::GET, "/admin/tenants/ten_01jd6c8m2f0000000000000000"),
+    ] {
+        problem(
+            app.client
+                .request(m.clone(), app.url(p))
+                .send()
+                .await
+                .expect("send"),
+            401,
+        )
+        .await;
+        let wrong = app
+            .client
+            .request(m.clone(), app.url(p))
+            .header("X-Admin-Key", format!("{ADMIN_KEY}x"));
         problem(wrong.send().await.expect("send"), 401).await;
-        let short = app.client.request(m, app.url(p)).header("X-Admin-Key", &ADMIN_KEY[..5]);
+        let short = app
+            .client
+            .request(m, app.url(p))
+            .header("X-Admin-Key", &ADMIN_KEY[..5]);
         problem(short.send().await.expect("send"), 401).await;
     }
     // A tenant key is not an admin key.
     let t = app.tenant("Aegean Blue").await;
-    problem(app.with_key(Method::GET, "/admin/tenants", &t.sk).send().await.expect("send"), 401).await;
-    let res = app.client.get(app.url("/admin/tenants")).header("X-Admin-Key", &t.sk).send().await.expect("send");
+    problem(
+        app.with_key(Method::GET, "/admin/tenants", &t.sk)
+            .send()
+            .await
+            .expect("send"),
+        401,
+    )
+    .await;
+    let res = app
+        .client
+        .get(app.url("/admin/tenants"))
+        .header("X-Admin-Key", &t.sk)
+        .send()
+        .await
+        .expect("send");
     problem(res, 401).await;
 }
 
@@ -46,15 +77,31 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
     assert_eq!(t["status"], "active");
     assert_eq!(t["settings"]["vat_percent"], "13");
     assert_eq!(t["settings"]["company_name"], "Aegean Blue Charters");
-    assert_eq!(t["settings"]["notification_emails"], json!(["ops@aegean.example"]));
+    assert_eq!(
+        t["settings"]["notification_emails"],
+        json!(["ops@aegean.example"])
+    );
     assert_eq!(t["settings"]["auto_reply_enabled"], true);
     assert_eq!(t["settings"]["quote_validity_days"], 7);
-    assert!(created["secret_key"].as_str().is_some_and(|k| k.starts_with("sk_") && k.len() > 40));
-    assert!(created["publishable_key"].as_str().is_some_and(|k| k.starts_with("pk_")));
+    assert!(
+        created["secret_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("sk_") && k.len() > 40)
+    );
+    assert!(
+        created["publishable_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("pk_"))
+    );
     let id = t["id"].as_str().expect("id").to_owned();
 
     // The same slug again: 409, nothing created.
-    let res = app.admin(Method::POST, "/admin/tenants").json(&json!({"name": "Aegean Blue Charters"})).send().await.expect("send");
+    let res = app
+        .admin(Method::POST, "/admin/tenants")
+        .json(&json!({"name": "Aegean Blue Charters"}))
+        .send()
+        .await
+        .expect("send");
     problem(res, 409).await;
     // Bad bodies.
     for (body, status) in [
@@ -66,15 +113,40 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
         (json!({"name": "X Y", "vat_percent": "13.333"}), 422),
         (json!({"name": "X Y", "colour": "blue"}), 422),
     ] {
-        problem(app.admin(Method::POST, "/admin/tenants").json(&body).send().await.expect("send"), status).await;
+        problem(
+            app.admin(Method::POST, "/admin/tenants")
+                .json(&body)
+                .send()
+                .await
+                .expect("send"),
+            status,
+        )
+        .await;
     }
     for i in 0..3 {
         app.tenant(&format!("Company {i}")).await;
     }
-    let page: Value = app.admin(Method::GET, "/admin/tenants?limit=2").send().await.expect("send").json().await.expect("json");
+    let page: Value = app
+        .admin(Method::GET, "/admin/tenants?limit=2")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(page["data"].as_array().map(Vec::len), Some(2));
     let next = page["next_cursor"].as_str().expect("more");
-    let page2: Value = app.admin(Method::GET, &format!("/admin/tenants?limit=2&cursor={next}")).send().await.expect("send").json().await.expect("json");
+    let page2: Value = app
+        .admin(
+            Method::GET,
+            &format!("/admin/tenants?limit=2&cursor={next}"),
+        )
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(page2["data"].as_array().map(Vec::len), Some(2));
     assert_eq!(page2["next_cursor"], Value::Null);
     assert_eq!(page2["data"][1]["id"], id.as_str(), "oldest last");
@@ -89,25 +161,92 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
     let v: Value = res.json().await.expect("json");
     assert_eq!(v["name"], "Aegean Blue");
     assert_eq!(v["settings"]["quote_validity_days"], 14);
-    assert_eq!(v["settings"]["vat_percent"], "13", "untouched settings stay");
-    let read: Value = app.admin(Method::GET, &format!("/admin/tenants/{id}")).send().await.expect("send").json().await.expect("json");
+    assert_eq!(
+        v["settings"]["vat_percent"], "13",
+        "untouched settings stay"
+    );
+    let read: Value = app
+        .admin(Method::GET, &format!("/admin/tenants/{id}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(read["settings"]["reply_to"], "sales@aegean.example");
     assert_eq!(read["keys"].as_array().map(Vec::len), Some(2));
-    problem(app.admin(Method::PATCH, &format!("/admin/tenants/{id}")).json(&json!({"status": "deleted"})).send().await.expect("send"), 422).await;
-    problem(app.admin(Method::PATCH, &format!("/admin/tenants/{id}")).json(&json!({"quote_validity_days": 0})).send().await.expect("send"), 422).await;
-    problem(app.admin(Method::GET, "/admin/tenants/ten_01jd6c8m2f0000000000000000").send().await.expect("send"), 404).await;
-    problem(app.admin(Method::PATCH, "/admin/tenants/nope").json(&json!({})).send().await.expect("send"), 404).await;
-    problem(app.admin(Method::POST, "/admin/tenants/nope/keys").json(&json!({"kind": "secret"})).send().await.expect("send"), 404).await;
-    problem(app.admin(Method::POST, &format!("/admin/tenants/{id}/keys")).json(&json!({"kind": "master"})).send().await.expect("send"), 422).await;
+    problem(
+        app.admin(Method::PATCH, &format!("/admin/tenants/{id}"))
+            .json(&json!({"status": "deleted"}))
+            .send()
+            .await
+            .expect("send"),
+        422,
+    )
+    .await;
+    problem(
+        app.admin(Method::PATCH, &format!("/admin/tenants/{id}"))
+            .json(&json!({"quote_validity_days": 0}))
+            .send()
+            .await
+            .expect("send"),
+        422,
+    )
+    .await;
+    problem(
+        app.admin(Method::GET, "/admin/tenants/ten_01jd6c8m2f0000000000000000")
+            .send()
+            .await
+            .expect("send"),
+        404,
+    )
+    .await;
+    problem(
+        app.admin(Method::PATCH, "/admin/tenants/nope")
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("send"),
+        404,
+    )
+    .await;
+    problem(
+        app.admin(Method::POST, "/admin/tenants/nope/keys")
+            .json(&json!({"kind": "secret"}))
+            .send()
+            .await
+            .expect("send"),
+        404,
+    )
+    .await;
+    problem(
+        app.admin(Method::POST, &format!("/admin/tenants/{id}/keys"))
+            .json(&json!({"kind": "master"}))
+            .send()
+            .await
+            .expect("send"),
+        422,
+    )
+    .await;
 }
 
 async fn settings_read_patch_and_validation(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.tenant("Aegean Blue").await;
     let u = app.tenant("Other Co").await;
-    let s: Value = app.with_key(Method::GET, "/v1/settings", &t.sk).send().await.expect("send").json().await.expect("json");
+    let s: Value = app
+        .with_key(Method::GET, "/v1/settings", &t.sk)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(s["currency"], "EUR");
-    assert_eq!(s["payment_schedule"], json!([{"percent": "50", "due": "at_booking"}, {"percent": "50", "due": "days_before_embarkation", "days": 30}]));
+    assert_eq!(
+        s["payment_schedule"],
+        json!([{"percent": "50", "due": "at_booking"}, {"percent": "50", "due": "days_before_embarkation", "days": 30}])
+    );
     let patch = json!({
         "company_name": "Aegean Blue Yachting", "notification_emails": ["a@aegean.example", "b@aegean.example"],
         "mail_from_name": "Aegean Blue", "reply_to": "sales@aegean.example", "auto_reply_enabled": false,
@@ -116,16 +255,49 @@ async fn settings_read_patch_and_validation(b: Backend) {
         "payment_schedule": [{"percent": "30", "due": "at_booking"}, {"percent": "70", "due": "days_before_embarkation", "days": 45}],
         "templates": {"lead_acknowledgement": {"el": {"subject": "Ευχαριστούμε", "text": "Γεια {{ name }}", "html": "<p>Γεια {{ name }}</p>"}}}
     });
-    let res = app.with_key(Method::PATCH, "/v1/settings", &t.sk).json(&patch).send().await.expect("send");
+    let res = app
+        .with_key(Method::PATCH, "/v1/settings", &t.sk)
+        .json(&patch)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 200);
     let s: Value = res.json().await.expect("json");
-    for k in ["company_name", "notification_emails", "mail_from_name", "reply_to", "auto_reply_enabled", "allowed_origins", "currency", "vat_percent", "apa_percent", "quote_validity_days", "payment_schedule", "templates"] {
+    for k in [
+        "company_name",
+        "notification_emails",
+        "mail_from_name",
+        "reply_to",
+        "auto_reply_enabled",
+        "allowed_origins",
+        "currency",
+        "vat_percent",
+        "apa_percent",
+        "quote_validity_days",
+        "payment_schedule",
+        "templates",
+    ] {
         assert_eq!(s[k], patch[k], "{k}");
     }
-    let again: Value = app.with_key(Method::GET, "/v1/settings", &t.sk).send().await.expect("send").json().await.expect("json");
+    let again: Value = app
+        .with_key(Method::GET, "/v1/settings", &t.sk)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(again, s, "stored");
     // Null clears an optional field; absent fields stay.
-    let s: Value = app.with_key(Method::PATCH, "/v1/settings", &t.sk).json(&json!({"reply_to": null})).send().await.expect("send").json().await.expect("json");
+    let s: Value = app
+        .with_key(Method::PATCH, "/v1/settings", &t.sk)
+        .json(&json!({"reply_to": null}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(s["reply_to"], Value::Null);
     assert_eq!(s["mail_from_name"], "Aegean Blue");
     for bad in [
@@ -142,55 +314,166 @@ async fn settings_read_patch_and_validation(b: Backend) {
         json!({"company_name": ""}),
         json!({"auto_reply": true}),
     ] {
-        let res = app.with_key(Method::PATCH, "/v1/settings", &t.sk).json(&bad).send().await.expect("send");
+        let res = app
+            .with_key(Method::PATCH, "/v1/settings", &t.sk)
+            .json(&bad)
+            .send()
+            .await
+            .expect("send");
         problem(res, 422).await;
     }
-    let after: Value = app.with_key(Method::GET, "/v1/settings", &t.sk).send().await.expect("send").json().await.expect("json");
+    let after: Value = app
+        .with_key(Method::GET, "/v1/settings", &t.sk)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(after, s, "refused patches change nothing");
     // The other tenant's settings were never touched.
-    let other: Value = app.with_key(Method::GET, "/v1/settings", &u.sk).send().await.expect("send").json().await.expect("json");
+    let other: Value = app
+        .with_key(Method::GET, "/v1/settings", &u.sk)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(other["company_name"], "Other Co");
     assert_eq!(other["currency"], "EUR");
-    problem(app.with_key(Method::PATCH, "/v1/settings", &t.pk).json(&json!({"currency": "GBP"})).send().await.expect("send"), 403).await;
+    problem(
+        app.with_key(Method::PATCH, "/v1/settings", &t.pk)
+            .json(&json!({"currency": "GBP"}))
+            .send()
+            .await
+            .expect("send"),
+        403,
+    )
+    .await;
 }
 
 async fn conventions_request_ids_and_error_documents(b: Backend) {
     let app = TestApp::spawn(b).await;
     // A sane request id is echoed; an unsafe one is replaced.
-    let res = app.client.get(app.url("/healthz")).header("X-Request-Id", "abc-123.x_y").send().await.expect("send");
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("X-Request-Id", "abc-123.x_y")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.headers()["x-request-id"], "abc-123.x_y");
-    let res = app.client.get(app.url("/healthz")).header("X-Request-Id", "a b\"<script>").send().await.expect("send");
-    let rid = res.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("X-Request-Id", "a b\"<script>")
+        .send()
+        .await
+        .expect("send");
+    let rid = res.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     assert!(rid.starts_with("req_"), "{rid}");
-    let res = app.client.get(app.url("/healthz")).header("X-Request-Id", "x".repeat(200)).send().await.expect("send");
-    assert!(res.headers()["x-request-id"].to_str().expect("ascii").starts_with("req_"));
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("X-Request-Id", "x".repeat(200))
+        .send()
+        .await
+        .expect("send");
+    assert!(
+        res.headers()["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("req_")
+    );
     // Unknown routes and methods are problems too.
-    let p = problem(app.client.get(app.url("/v1/nothing-here")).send().await.expect("send"), 404).await;
+    let p = problem(
+        app.client
+            .get(app.url("/v1/nothing-here"))
+            .send()
+            .await
+            .expect("send"),
+        404,
+    )
+    .await;
     assert_eq!(p["instance"], "/v1/nothing-here");
-    let res = app.client.put(app.url("/v1/leads")).header("X-Request-Id", "put-1").send().await.expect("send");
+    let res = app
+        .client
+        .put(app.url("/v1/leads"))
+        .header("X-Request-Id", "put-1")
+        .send()
+        .await
+        .expect("send");
     let p = problem(res, 405).await;
     assert_eq!(p["request_id"], "put-1");
-    problem(app.client.delete(app.url("/admin/tenants")).header("X-Admin-Key", ADMIN_KEY).send().await.expect("send"), 405).await;
+    problem(
+        app.client
+            .delete(app.url("/admin/tenants"))
+            .header("X-Admin-Key", ADMIN_KEY)
+            .send()
+            .await
+            .expect("send"),
+        405,
+    )
+    .await;
 }
 
 async fn health_readiness_and_openapi(b: Backend) {
     let app = TestApp::spawn(b).await;
-    let res = app.client.get(app.url("/healthz")).send().await.expect("send");
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 200);
-    let res = app.client.get(app.url("/readyz")).send().await.expect("send");
+    let res = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.expect("json")["status"], "ok");
-    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.expect("send").json().await.expect("json");
-    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
     let paths = doc["paths"].as_object().expect("paths");
-    for p in ["/v1/leads", "/v1/leads/{id}", "/v1/settings", "/admin/tenants", "/admin/tenants/{id}", "/admin/tenants/{id}/keys", "/admin/tenants/{id}/keys/{key_id}", "/healthz", "/readyz"] {
+    for p in [
+        "/v1/leads",
+        "/v1/leads/{id}",
+        "/v1/settings",
+        "/admin/tenants",
+        "/admin/tenants/{id}",
+        "/admin/tenants/{id}/keys",
+        "/admin/tenants/{id}/keys/{key_id}",
+        "/healthz",
+        "/readyz",
+    ] {
         assert!(paths.contains_key(p), "{p} documented");
     }
     for m in ["post", "get"] {
         assert!(doc["paths"]["/v1/leads"][m].is_object(), "{m} /v1/leads");
     }
     for m in ["get", "patch", "delete"] {
-        assert!(doc["paths"]["/v1/leads/{id}"][m].is_object(), "{m} /v1/leads/{{id}}");
+        assert!(
+            doc["paths"]["/v1/leads/{id}"][m].is_object(),
+            "{m} /v1/leads/{{id}}"
+        );
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
     assert!(doc["components"]["schemas"]["NewLeadRequest"].is_object());

@@ -51,12 +51,20 @@ fn start_demo(data_dir: &std::path::Path) -> Demo {
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut base, mut tenant, mut sk, mut pk, mut curl_body) = (None, None, None, None, None);
     while Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else { continue };
-        let word = |prefix: &str| line.trim().strip_prefix(prefix).map(|r| r.trim().to_owned());
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let word = |prefix: &str| {
+            line.trim()
+                .strip_prefix(prefix)
+                .map(|r| r.trim().to_owned())
+        };
         if let Some(v) = word("Leadline is running at") {
             base = Some(v);
         } else if let Some(v) = word("Demo company:") {
-            tenant = v.rsplit_once('(').map(|(_, id)| id.trim_end_matches(')').to_owned());
+            tenant = v
+                .rsplit_once('(')
+                .map(|(_, id)| id.trim_end_matches(')').to_owned());
         } else if let Some(v) = word("secret key:") {
             sk = Some(v);
         } else if let Some(v) = word("publishable key:") {
@@ -78,7 +86,10 @@ fn start_demo(data_dir: &std::path::Path) -> Demo {
 }
 
 fn sigterm_and_wait(mut child: Child) -> (std::process::ExitStatus, String) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -90,7 +101,10 @@ fn sigterm_and_wait(mut child: Child) -> (std::process::ExitStatus, String) {
             }
             return (s, err);
         }
-        assert!(Instant::now() < deadline, "leadline did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "leadline did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -113,42 +127,86 @@ async fn demo_serves_the_printed_curl_line_and_stops_cleanly_on_sigterm() {
     let lead: Value = res.json().await.expect("json");
     // The admin key was generated into a private file and works.
     let key_file = dir.path().join("admin.key");
-    let admin_key = std::fs::read_to_string(&key_file).expect("admin.key").trim().to_owned();
+    let admin_key = std::fs::read_to_string(&key_file)
+        .expect("admin.key")
+        .trim()
+        .to_owned();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&key_file).expect("meta").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&key_file)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
     }
-    let res = client.get(format!("{}/admin/tenants/{}", demo.base, demo.tenant)).header("X-Admin-Key", &admin_key).send().await.expect("send");
+    let res = client
+        .get(format!("{}/admin/tenants/{}", demo.base, demo.tenant))
+        .header("X-Admin-Key", &admin_key)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 200);
     let (status, logs) = sigterm_and_wait(demo.child);
-    assert!(status.success(), "exit 0 after SIGTERM, got {status:?}; logs: {logs}");
+    assert!(
+        status.success(),
+        "exit 0 after SIGTERM, got {status:?}; logs: {logs}"
+    );
     assert!(logs.contains("shutting down"));
     assert!(!logs.contains(&admin_key), "the admin key is never logged");
-    assert!(!logs.contains(&demo.sk) && !logs.contains(&demo.pk), "API keys are never logged");
-    assert!(!logs.contains("maria@example.com"), "lead emails are never logged");
+    assert!(
+        !logs.contains(&demo.sk) && !logs.contains(&demo.pk),
+        "API keys are never logged"
+    );
+    assert!(
+        !logs.contains("maria@example.com"),
+        "lead emails are never logged"
+    );
     for line in logs.lines() {
-        serde_json::from_str::<Value>(line).unwrap_or_else(|_| panic!("every log line is JSON: {line}"));
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|_| panic!("every log line is JSON: {line}"));
     }
 
     // A second start on the same data: same company, fresh keys, the lead is there.
     let again = start_demo(dir.path());
     assert_eq!(again.tenant, demo.tenant);
     assert_ne!(again.sk, demo.sk);
-    let res = client.get(format!("{}/v1/leads/{}", again.base, lead["id"].as_str().expect("id"))).bearer_auth(&again.sk).send().await.expect("send");
+    let res = client
+        .get(format!(
+            "{}/v1/leads/{}",
+            again.base,
+            lead["id"].as_str().expect("id")
+        ))
+        .bearer_auth(&again.sk)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.expect("json"), lead);
     // The keys of the first run still work (rotation with overlap).
-    let res = client.get(format!("{}/v1/leads", again.base)).bearer_auth(&demo.sk).send().await.expect("send");
+    let res = client
+        .get(format!("{}/v1/leads", again.base))
+        .bearer_auth(&demo.sk)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 200);
     let (status, _) = sigterm_and_wait(again.child);
     assert!(status.success());
 }
 
 fn run(dir: &std::path::Path, db: &str, args: &[&str]) -> (bool, String, String) {
-    let out = leadline(dir).env("DATABASE_URL", db).args(args).output().expect("run leadline");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = leadline(dir)
+        .env("DATABASE_URL", db)
+        .args(args)
+        .output()
+        .expect("run leadline");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 both_backends!(management_commands);
@@ -158,30 +216,67 @@ async fn management_commands(b: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ok, _, err) = run(dir.path(), &db.url, &["migrate"]);
     assert!(ok, "{err}");
-    let (ok, out, err) = run(dir.path(), &db.url, &["tenant", "create", "--name", "Ionian Sails", "--notification-email", "ops@ionian.example"]);
+    let (ok, out, err) = run(
+        dir.path(),
+        &db.url,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "Ionian Sails",
+            "--notification-email",
+            "ops@ionian.example",
+        ],
+    );
     assert!(ok, "{err}");
     let created: Value = serde_json::from_str(&out).expect("json output");
     let id = created["tenant"]["id"].as_str().expect("id").to_owned();
-    assert_eq!(created["tenant"]["settings"]["notification_emails"][0], "ops@ionian.example");
-    assert!(created["secret_key"].as_str().is_some_and(|k| k.starts_with("sk_")));
-    let (ok, out, _) = run(dir.path(), &db.url, &["tenant", "create", "--name", "Ionian Sails"]);
+    assert_eq!(
+        created["tenant"]["settings"]["notification_emails"][0],
+        "ops@ionian.example"
+    );
+    assert!(
+        created["secret_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("sk_"))
+    );
+    let (ok, out, _) = run(
+        dir.path(),
+        &db.url,
+        &["tenant", "create", "--name", "Ionian Sails"],
+    );
     assert!(!ok && out.is_empty(), "duplicate slug refused");
-    let (ok, out, _) = run(dir.path(), &db.url, &["key", "issue", &id, "--kind", "publishable"]);
+    let (ok, out, _) = run(
+        dir.path(),
+        &db.url,
+        &["key", "issue", &id, "--kind", "publishable"],
+    );
     assert!(ok);
     let (key_id, key) = out.trim().split_once('\t').expect("id and key");
     assert!(key.starts_with("pk_") && key_id.starts_with("key_"));
     let (ok, out, _) = run(dir.path(), &db.url, &["key", "revoke", &id, key_id]);
     assert!(ok && out.contains("revoked"));
-    let (ok, _, err) = run(dir.path(), &db.url, &["key", "revoke", &id, "key_01jd6c8m2f0000000000000000"]);
+    let (ok, _, err) = run(
+        dir.path(),
+        &db.url,
+        &["key", "revoke", &id, "key_01jd6c8m2f0000000000000000"],
+    );
     assert!(!ok && err.contains("nothing"), "{err}");
     let (ok, _, _) = run(dir.path(), &db.url, &["tenant", "suspend", &id]);
     assert!(ok);
     let (ok, out, _) = run(dir.path(), &db.url, &["tenant", "list"]);
     assert!(ok);
-    assert!(out.lines().any(|l| l.starts_with(&id) && l.contains("suspended") && l.contains("ionian-sails")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&id) && l.contains("suspended") && l.contains("ionian-sails")),
+        "{out}"
+    );
     // The store agrees.
     let store = leadline_store::open(&db.url).await.expect("open");
-    let keys = store.list_api_keys(&leadline_core::id::TenantId::parse(&id).expect("id")).await.expect("keys");
+    let keys = store
+        .list_api_keys(&leadline_core::id::TenantId::parse(&id).expect("id"))
+        .await
+        .expect("keys");
     assert_eq!(keys.len(), 3);
     assert_eq!(keys.iter().filter(|k| k.revoked_at.is_some()).count(), 1);
     store.close().await;
@@ -190,13 +285,24 @@ async fn management_commands(b: Backend) {
 #[test]
 fn check_config_names_the_bad_setting() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = leadline(dir.path()).env("LEADLINE_RETRY_BASE_DELAY", "soon").arg("check-config").output().expect("run");
+    let out = leadline(dir.path())
+        .env("LEADLINE_RETRY_BASE_DELAY", "soon")
+        .arg("check-config")
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("LEADLINE_RETRY_BASE_DELAY"), "{err}");
-    let out = leadline(dir.path()).arg("check-config").output().expect("run");
+    let out = leadline(dir.path())
+        .arg("check-config")
+        .output()
+        .expect("run");
     assert!(out.status.success());
-    let out = leadline(dir.path()).env("PORT", "99999").arg("serve").output().expect("run");
+    let out = leadline(dir.path())
+        .env("PORT", "99999")
+        .arg("serve")
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PORT"));
 }
@@ -207,6 +313,8 @@ fn openapi_command_prints_the_served_document() {
     let out = leadline(dir.path()).arg("openapi").output().expect("run");
     assert!(out.status.success());
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let served: Value = serde_json::from_str(&leadline_server::http::openapi().to_json().expect("json")).expect("json");
+    let served: Value =
+        serde_json::from_str(&leadline_server::http::openapi().to_json().expect("json"))
+            .expect("json");
     assert_eq!(doc, served);
 }

@@ -17,9 +17,14 @@ pub(crate) fn enum_text<T: serde::Serialize>(v: &T) -> Option<String> {
 }
 
 /// Stored text back to a serde enum.
-pub(crate) fn text_enum<T: serde::de::DeserializeOwned>(s: Option<String>) -> crate::Result<Option<T>> {
-    s.map(|s| serde_json::from_value(serde_json::Value::String(s.clone())).map_err(|_| crate::StoreError::Corrupt(format!("enum value {s:?}"))))
-        .transpose()
+pub(crate) fn text_enum<T: serde::de::DeserializeOwned>(
+    s: Option<String>,
+) -> crate::Result<Option<T>> {
+    s.map(|s| {
+        serde_json::from_value(serde_json::Value::String(s.clone()))
+            .map_err(|_| crate::StoreError::Corrupt(format!("enum value {s:?}")))
+    })
+    .transpose()
 }
 
 #[allow(dead_code)]
@@ -46,8 +51,10 @@ pub(crate) const LEAD_COLUMNS: &str = "id, tenant_id, status, name, email, phone
     budget_amount, budget_currency, experience, message, locale, source, utm, consent_privacy, \
     consent_marketing, assigned_to, notes, tags, duplicate_of, created_at, updated_at, version, erased_at";
 
-pub(crate) const TENANT_COLUMNS: &str = "id, name, slug, status, settings, created_at, updated_at, version";
-pub(crate) const KEY_COLUMNS: &str = "id, tenant_id, kind, prefix, key_hash, created_at, revoked_at";
+pub(crate) const TENANT_COLUMNS: &str =
+    "id, name, slug, status, settings, created_at, updated_at, version";
+pub(crate) const KEY_COLUMNS: &str =
+    "id, tenant_id, kind, prefix, key_hash, created_at, revoked_at";
 
 /// Expands the shared queries in a backend module that defines `Db` (the sqlx
 /// database), `Conn` (its connection) and `async fn lock_dedupe(&mut Conn, &str)`.

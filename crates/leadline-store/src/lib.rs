@@ -60,7 +60,10 @@ impl StoreError {
             let code = d.code();
             // 23505: unique_violation; 2067/1555: SQLITE_CONSTRAINT_UNIQUE/PRIMARYKEY.
             if matches!(code.as_deref(), Some("23505") | Some("2067") | Some("1555")) {
-                let what = d.constraint().map(str::to_owned).unwrap_or_else(|| "unique key".into());
+                let what = d
+                    .constraint()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| "unique key".into());
                 return Self::Conflict(what);
             }
         }
@@ -112,7 +115,12 @@ pub trait Store: Send + Sync + 'static {
     async fn get_lead(&self, tenant: &TenantId, id: &LeadId) -> Result<Option<Lead>>;
 
     /// A tenant's leads, newest first; fetches up to `page.limit + 1`.
-    async fn list_leads(&self, tenant: &TenantId, filter: &LeadFilter, page: &PageRequest) -> Result<Vec<Lead>>;
+    async fn list_leads(
+        &self,
+        tenant: &TenantId,
+        filter: &LeadFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Lead>>;
 
     /// Closes connections.
     async fn close(&self);
@@ -125,7 +133,9 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(std::sync::Arc::new(postgres::PgStore::open(url).await?))
     } else {
-        Err(StoreError::Config("DATABASE_URL must start with sqlite:// or postgres://".into()))
+        Err(StoreError::Config(
+            "DATABASE_URL must start with sqlite:// or postgres://".into(),
+        ))
     }
 }
 

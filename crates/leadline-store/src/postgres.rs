@@ -53,18 +53,28 @@ impl Store for PgStore {
     async fn migrate(&self) -> crate::Result<()> {
         let mut tx = self.pool.begin().await?;
         // Several instances may start at once: one migrates, the others wait.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(CREATE_TABLE).execute(&mut *tx).await?;
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await?;
-        let pending: Vec<&Migration> = POSTGRES.iter().filter(|m| !applied.contains(&m.version)).collect();
-                for m in pending {
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await?;
+        let pending: Vec<&Migration> = POSTGRES
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .collect();
+        for m in pending {
             sqlx::Executor::execute(&mut *tx, m.sql).await?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(m.version)
-                .bind(m.name)
-                .bind(chrono::Utc::now().to_rfc3339())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(chrono::Utc::now().to_rfc3339())
+            .execute(&mut *tx)
+            .await?;
             tracing::info!(version = m.version, name = m.name, "applied migration");
         }
         tx.commit().await?;
@@ -73,7 +83,9 @@ impl Store for PgStore {
 
     async fn ready(&self) -> crate::Result<bool> {
         let latest = POSTGRES.last().map(|m| m.version).unwrap_or(0);
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations").fetch_one(&self.pool).await?;
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(v == Some(latest))
     }
 
@@ -111,7 +123,12 @@ impl Store for PgStore {
         q_get_lead(&self.pool, tenant, id).await
     }
 
-    async fn list_leads(&self, tenant: &TenantId, filter: &LeadFilter, page: &PageRequest) -> crate::Result<Vec<Lead>> {
+    async fn list_leads(
+        &self,
+        tenant: &TenantId,
+        filter: &LeadFilter,
+        page: &PageRequest,
+    ) -> crate::Result<Vec<Lead>> {
         q_list_leads(&self.pool, tenant, filter, page).await
     }
 

@@ -43,10 +43,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        if let Some(dir) = opts.get_filename().parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
-            }
+        if let Some(dir) = opts.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
         let writer = SqliteConnection::connect_with(&opts).await?;
         let readers = SqlitePoolOptions::new()
@@ -54,7 +55,10 @@ impl SqliteStore {
             .min_connections(1)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(Self { writer: Mutex::new(writer), readers })
+        Ok(Self {
+            writer: Mutex::new(writer),
+            readers,
+        })
     }
 
     /// Runs `f` in a write transaction on the writer connection.
@@ -153,7 +157,12 @@ impl Store for SqliteStore {
         q_get_lead(&self.readers, tenant, id).await
     }
 
-    async fn list_leads(&self, tenant: &TenantId, filter: &LeadFilter, page: &PageRequest) -> crate::Result<Vec<Lead>> {
+    async fn list_leads(
+        &self,
+        tenant: &TenantId,
+        filter: &LeadFilter,
+        page: &PageRequest,
+    ) -> crate::Result<Vec<Lead>> {
         q_list_leads(&self.readers, tenant, filter, page).await
     }
 
@@ -162,6 +171,8 @@ impl Store for SqliteStore {
         let conn = self.writer.lock().await;
         // Checkpoint so the main file holds everything; the connection closes on drop.
         let mut conn = conn;
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *conn)
+            .await;
     }
 }

@@ -26,7 +26,13 @@ async fn open(b: Backend) -> (TestDb, Arc<dyn Store>) {
 }
 
 fn tenant(name: &str) -> Tenant {
-    NewTenantRequest { name: name.into(), slug: None, settings: Default::default() }.into_tenant(now()).expect("valid")
+    NewTenantRequest {
+        name: name.into(),
+        slug: None,
+        settings: Default::default(),
+    }
+    .into_tenant(now())
+    .expect("valid")
 }
 
 fn new_lead(t: &TenantId, email: &str) -> Lead {
@@ -71,25 +77,51 @@ conformance!(
 async fn tenants_round_trip_and_slugs_are_unique(b: Backend) {
     let (_db, s) = open(b).await;
     let t = tenant("Aegean Blue");
-    s.commit(ChangeSet::one(Change::InsertTenant(t.clone()))).await.expect("insert");
+    s.commit(ChangeSet::one(Change::InsertTenant(t.clone())))
+        .await
+        .expect("insert");
     assert_eq!(s.get_tenant(&t.id).await.expect("get"), Some(t.clone()));
-    assert_eq!(s.get_tenant_by_slug("aegean-blue").await.expect("get"), Some(t.clone()));
+    assert_eq!(
+        s.get_tenant_by_slug("aegean-blue").await.expect("get"),
+        Some(t.clone())
+    );
     let mut dup = tenant("Aegean Blue");
     dup.slug = t.slug.clone();
-    let err = s.commit(ChangeSet::one(Change::InsertTenant(dup))).await.expect_err("slug taken");
+    let err = s
+        .commit(ChangeSet::one(Change::InsertTenant(dup)))
+        .await
+        .expect_err("slug taken");
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     let mut ids = vec![t.id.clone()];
     for i in 0..4 {
         let x = tenant(&format!("Co {i}"));
         ids.push(x.id.clone());
-        s.commit(ChangeSet::one(Change::InsertTenant(x))).await.expect("insert");
+        s.commit(ChangeSet::one(Change::InsertTenant(x)))
+            .await
+            .expect("insert");
     }
     ids.reverse();
     let first = s.list_tenants(&page(2)).await.expect("list");
-    assert_eq!(first.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), ids[..3].to_vec(), "limit + 1, newest first");
-    let rest = s.list_tenants(&PageRequest { after: Some(ids[1].to_string()), limit: 10 }).await.expect("list");
-    assert_eq!(rest.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), ids[2..].to_vec());
-    assert_eq!(s.get_tenant(&TenantId::generate()).await.expect("get"), None);
+    assert_eq!(
+        first.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+        ids[..3].to_vec(),
+        "limit + 1, newest first"
+    );
+    let rest = s
+        .list_tenants(&PageRequest {
+            after: Some(ids[1].to_string()),
+            limit: 10,
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        rest.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+        ids[2..].to_vec()
+    );
+    assert_eq!(
+        s.get_tenant(&TenantId::generate()).await.expect("get"),
+        None
+    );
 }
 
 async fn keys_are_found_by_hash_and_revoked(b: Backend) {
@@ -97,24 +129,54 @@ async fn keys_are_found_by_hash_and_revoked(b: Backend) {
     let t = tenant("Aegean Blue");
     let k = api_key::issue(&t.id, KeyKind::Secret, now());
     let mut cs = ChangeSet::new();
-    cs.push(Change::InsertTenant(t.clone())).push(Change::InsertApiKey(k.key.clone()));
+    cs.push(Change::InsertTenant(t.clone()))
+        .push(Change::InsertApiKey(k.key.clone()));
     s.commit(cs).await.expect("insert");
-    let (found, owner) = s.find_api_key(&api_key::hash_key(&k.plaintext)).await.expect("find").expect("present");
+    let (found, owner) = s
+        .find_api_key(&api_key::hash_key(&k.plaintext))
+        .await
+        .expect("find")
+        .expect("present");
     assert_eq!(found, k.key);
     assert_eq!(owner, t);
-    assert!(s.find_api_key(&api_key::hash_key("sk_other")).await.expect("find").is_none());
+    assert!(
+        s.find_api_key(&api_key::hash_key("sk_other"))
+            .await
+            .expect("find")
+            .is_none()
+    );
     let at = now();
-    s.commit(ChangeSet::one(Change::RevokeApiKey { tenant_id: t.id.clone(), key_id: k.key.id.clone(), at })).await.expect("revoke");
-    let (found, _) = s.find_api_key(&k.key.hash).await.expect("find").expect("present");
+    s.commit(ChangeSet::one(Change::RevokeApiKey {
+        tenant_id: t.id.clone(),
+        key_id: k.key.id.clone(),
+        at,
+    }))
+    .await
+    .expect("revoke");
+    let (found, _) = s
+        .find_api_key(&k.key.hash)
+        .await
+        .expect("find")
+        .expect("present");
     assert_eq!(found.revoked_at, Some(at));
     // Revoking through another tenant changes nothing.
     let u = tenant("Other");
     let uk = api_key::issue(&u.id, KeyKind::Secret, now());
     let mut cs = ChangeSet::new();
-    cs.push(Change::InsertTenant(u.clone())).push(Change::InsertApiKey(uk.key.clone()));
+    cs.push(Change::InsertTenant(u.clone()))
+        .push(Change::InsertApiKey(uk.key.clone()));
     s.commit(cs).await.expect("insert");
-    s.commit(ChangeSet::one(Change::RevokeApiKey { tenant_id: t.id.clone(), key_id: uk.key.id.clone(), at })).await.expect("no-op");
-    assert_eq!(s.list_api_keys(&u.id).await.expect("keys")[0].revoked_at, None);
+    s.commit(ChangeSet::one(Change::RevokeApiKey {
+        tenant_id: t.id.clone(),
+        key_id: uk.key.id.clone(),
+        at,
+    }))
+    .await
+    .expect("no-op");
+    assert_eq!(
+        s.list_api_keys(&u.id).await.expect("keys")[0].revoked_at,
+        None
+    );
     assert_eq!(s.list_api_keys(&t.id).await.expect("keys").len(), 1);
     let _ = ApiKeyId::generate();
 }
@@ -122,20 +184,51 @@ async fn keys_are_found_by_hash_and_revoked(b: Backend) {
 async fn leads_round_trip_exactly(b: Backend) {
     let (_db, s) = open(b).await;
     let t = tenant("Aegean Blue");
-    s.commit(ChangeSet::one(Change::InsertTenant(t.clone()))).await.expect("insert");
+    s.commit(ChangeSet::one(Change::InsertTenant(t.clone())))
+        .await
+        .expect("insert");
     let l = new_lead(&t.id, "maria@example.com");
-    let out = s.commit(ChangeSet::one(Change::InsertLead { lead: l.clone(), duplicate_since: now() - Duration::minutes(10) })).await.expect("insert");
+    let out = s
+        .commit(ChangeSet::one(Change::InsertLead {
+            lead: l.clone(),
+            duplicate_since: now() - Duration::minutes(10),
+        }))
+        .await
+        .expect("insert");
     assert!(out.duplicates.is_empty());
-    assert_eq!(s.get_lead(&t.id, &l.id).await.expect("get"), Some(l.clone()));
-    let patched = lead::LeadPatch { status: Some(LeadStatus::Contacted), tags: Some(vec!["vip".into()]), ..Default::default() }
-        .apply(&l, now())
-        .expect("legal");
-    s.commit(ChangeSet::one(Change::UpdateLead(patched.clone()))).await.expect("update");
-    assert_eq!(s.get_lead(&t.id, &l.id).await.expect("get"), Some(patched.clone()));
+    assert_eq!(
+        s.get_lead(&t.id, &l.id).await.expect("get"),
+        Some(l.clone())
+    );
+    let patched = lead::LeadPatch {
+        status: Some(LeadStatus::Contacted),
+        tags: Some(vec!["vip".into()]),
+        ..Default::default()
+    }
+    .apply(&l, now())
+    .expect("legal");
+    s.commit(ChangeSet::one(Change::UpdateLead(patched.clone())))
+        .await
+        .expect("update");
+    assert_eq!(
+        s.get_lead(&t.id, &l.id).await.expect("get"),
+        Some(patched.clone())
+    );
     let erased = lead::erase(&patched, now());
-    s.commit(ChangeSet::one(Change::UpdateLead(erased))).await.expect("erase");
-    assert_eq!(s.get_lead(&t.id, &l.id).await.expect("get"), None, "erased leads are gone");
-    assert!(s.list_leads(&t.id, &LeadFilter::default(), &page(10)).await.expect("list").is_empty());
+    s.commit(ChangeSet::one(Change::UpdateLead(erased)))
+        .await
+        .expect("erase");
+    assert_eq!(
+        s.get_lead(&t.id, &l.id).await.expect("get"),
+        None,
+        "erased leads are gone"
+    );
+    assert!(
+        s.list_leads(&t.id, &LeadFilter::default(), &page(10))
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 async fn lead_reads_are_scoped_to_the_tenant(b: Backend) {
@@ -145,22 +238,53 @@ async fn lead_reads_are_scoped_to_the_tenant(b: Backend) {
     let mut cs = ChangeSet::new();
     cs.push(Change::InsertTenant(t.clone()))
         .push(Change::InsertTenant(u.clone()))
-        .push(Change::InsertLead { lead: l.clone(), duplicate_since: now() });
+        .push(Change::InsertLead {
+            lead: l.clone(),
+            duplicate_since: now(),
+        });
     s.commit(cs).await.expect("insert");
     assert_eq!(s.get_lead(&u.id, &l.id).await.expect("get"), None);
-    assert!(s.list_leads(&u.id, &LeadFilter::default(), &page(10)).await.expect("list").is_empty());
-    let q = LeadFilter { q: Some("maria".into()), ..Default::default() };
-    assert!(s.list_leads(&u.id, &q, &page(10)).await.expect("list").is_empty());
-    assert_eq!(s.list_leads(&t.id, &q, &page(10)).await.expect("list").len(), 1);
+    assert!(
+        s.list_leads(&u.id, &LeadFilter::default(), &page(10))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let q = LeadFilter {
+        q: Some("maria".into()),
+        ..Default::default()
+    };
+    assert!(
+        s.list_leads(&u.id, &q, &page(10))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(
+        s.list_leads(&t.id, &q, &page(10))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
     // An update naming the wrong tenant does not apply.
     let mut foreign = l.clone();
     foreign.tenant_id = u.id.clone();
     foreign.version += 1;
     foreign.status = LeadStatus::Lost;
-    assert!(matches!(s.commit(ChangeSet::one(Change::UpdateLead(foreign))).await, Err(StoreError::Stale)));
+    assert!(matches!(
+        s.commit(ChangeSet::one(Change::UpdateLead(foreign))).await,
+        Err(StoreError::Stale)
+    ));
     assert_eq!(s.get_lead(&t.id, &l.id).await.expect("get"), Some(l));
     let scoped = leadline_store::Scoped::new(s.as_ref(), &u.id);
-    assert!(scoped.leads(&LeadFilter::default(), &page(5)).await.expect("list").is_empty());
+    assert!(
+        scoped
+            .leads(&LeadFilter::default(), &page(5))
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 async fn updates_detect_concurrent_changes(b: Backend) {
@@ -168,48 +292,100 @@ async fn updates_detect_concurrent_changes(b: Backend) {
     let t = tenant("A");
     let l = new_lead(&t.id, "maria@example.com");
     let mut cs = ChangeSet::new();
-    cs.push(Change::InsertTenant(t.clone())).push(Change::InsertLead { lead: l.clone(), duplicate_since: now() });
+    cs.push(Change::InsertTenant(t.clone()))
+        .push(Change::InsertLead {
+            lead: l.clone(),
+            duplicate_since: now(),
+        });
     s.commit(cs).await.expect("insert");
-    let a = lead::LeadPatch { status: Some(LeadStatus::Contacted), ..Default::default() }.apply(&l, now()).expect("legal");
-    let b_ = lead::LeadPatch { status: Some(LeadStatus::Lost), ..Default::default() }.apply(&l, now()).expect("legal");
-    s.commit(ChangeSet::one(Change::UpdateLead(a.clone()))).await.expect("first wins");
-    assert!(matches!(s.commit(ChangeSet::one(Change::UpdateLead(b_))).await, Err(StoreError::Stale)));
-    assert_eq!(s.get_lead(&t.id, &l.id).await.expect("get").map(|l| l.status), Some(LeadStatus::Contacted));
+    let a = lead::LeadPatch {
+        status: Some(LeadStatus::Contacted),
+        ..Default::default()
+    }
+    .apply(&l, now())
+    .expect("legal");
+    let b_ = lead::LeadPatch {
+        status: Some(LeadStatus::Lost),
+        ..Default::default()
+    }
+    .apply(&l, now())
+    .expect("legal");
+    s.commit(ChangeSet::one(Change::UpdateLead(a.clone())))
+        .await
+        .expect("first wins");
+    assert!(matches!(
+        s.commit(ChangeSet::one(Change::UpdateLead(b_))).await,
+        Err(StoreError::Stale)
+    ));
+    assert_eq!(
+        s.get_lead(&t.id, &l.id)
+            .await
+            .expect("get")
+            .map(|l| l.status),
+        Some(LeadStatus::Contacted)
+    );
     let mut t2 = t.clone();
     t2.status = TenantStatus::Suspended;
     t2.version += 1;
-    s.commit(ChangeSet::one(Change::UpdateTenant(t2.clone()))).await.expect("tenant update");
-    assert!(matches!(s.commit(ChangeSet::one(Change::UpdateTenant(t2))).await, Err(StoreError::Stale)));
+    s.commit(ChangeSet::one(Change::UpdateTenant(t2.clone())))
+        .await
+        .expect("tenant update");
+    assert!(matches!(
+        s.commit(ChangeSet::one(Change::UpdateTenant(t2))).await,
+        Err(StoreError::Stale)
+    ));
 }
 
 async fn a_failed_change_set_commits_nothing(b: Backend) {
     let (_db, s) = open(b).await;
     let t = tenant("A");
-    s.commit(ChangeSet::one(Change::InsertTenant(t.clone()))).await.expect("insert");
+    s.commit(ChangeSet::one(Change::InsertTenant(t.clone())))
+        .await
+        .expect("insert");
     let l = new_lead(&t.id, "maria@example.com");
     let mut dup = tenant("B");
     dup.slug = t.slug.clone();
     let mut cs = ChangeSet::new();
-    cs.push(Change::InsertLead { lead: l.clone(), duplicate_since: now() }).push(Change::InsertTenant(dup.clone()));
+    cs.push(Change::InsertLead {
+        lead: l.clone(),
+        duplicate_since: now(),
+    })
+    .push(Change::InsertTenant(dup.clone()));
     assert!(s.commit(cs).await.is_err());
-    assert_eq!(s.get_lead(&t.id, &l.id).await.expect("get"), None, "the lead rolled back with the failed tenant");
+    assert_eq!(
+        s.get_lead(&t.id, &l.id).await.expect("get"),
+        None,
+        "the lead rolled back with the failed tenant"
+    );
     assert_eq!(s.get_tenant(&dup.id).await.expect("get"), None);
     // And the store still works after the rollback.
-    s.commit(ChangeSet::one(Change::InsertLead { lead: l.clone(), duplicate_since: now() })).await.expect("insert");
+    s.commit(ChangeSet::one(Change::InsertLead {
+        lead: l.clone(),
+        duplicate_since: now(),
+    }))
+    .await
+    .expect("insert");
     assert!(s.get_lead(&t.id, &l.id).await.expect("get").is_some());
 }
 
 async fn concurrent_identical_leads_have_one_first(b: Backend) {
     let (_db, s) = open(b).await;
     let t = tenant("A");
-    s.commit(ChangeSet::one(Change::InsertTenant(t.clone()))).await.expect("insert");
+    s.commit(ChangeSet::one(Change::InsertTenant(t.clone())))
+        .await
+        .expect("insert");
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let s = s.clone();
         let l = new_lead(&t.id, "maria@example.com");
         tasks.push(tokio::spawn(async move {
             let since = now() - Duration::minutes(10);
-            s.commit(ChangeSet::one(Change::InsertLead { lead: l.clone(), duplicate_since: since })).await.map(|c| (l.id, c))
+            s.commit(ChangeSet::one(Change::InsertLead {
+                lead: l.clone(),
+                duplicate_since: since,
+            }))
+            .await
+            .map(|c| (l.id, c))
         }));
     }
     let mut firsts = 0;
@@ -219,18 +395,34 @@ async fn concurrent_identical_leads_have_one_first(b: Backend) {
             firsts += 1;
         }
     }
-    assert_eq!(firsts, 1, "exactly one lead is first; the others point at it");
-    let all = s.list_leads(&t.id, &LeadFilter::default(), &page(50)).await.expect("list");
+    assert_eq!(
+        firsts, 1,
+        "exactly one lead is first; the others point at it"
+    );
+    let all = s
+        .list_leads(&t.id, &LeadFilter::default(), &page(50))
+        .await
+        .expect("list");
     assert_eq!(all.len(), 16);
-    let first: Vec<&LeadId> = all.iter().filter(|l| l.duplicate_of.is_none()).map(|l| &l.id).collect();
+    let first: Vec<&LeadId> = all
+        .iter()
+        .filter(|l| l.duplicate_of.is_none())
+        .map(|l| &l.id)
+        .collect();
     assert_eq!(first.len(), 1);
-    assert!(all.iter().all(|l| l.duplicate_of.as_ref().is_none_or(|d| d == first[0])));
+    assert!(
+        all.iter()
+            .all(|l| l.duplicate_of.as_ref().is_none_or(|d| d == first[0]))
+    );
 }
 
 async fn readiness_reports_migrations(b: Backend) {
     let db = TestDb::create(b).await;
     let s = leadline_store::open(&db.url).await.expect("open");
-    assert!(s.ready().await.is_err() || !s.ready().await.unwrap_or(true), "not ready before migrating");
+    assert!(
+        s.ready().await.is_err() || !s.ready().await.unwrap_or(true),
+        "not ready before migrating"
+    );
     s.migrate().await.expect("migrate");
     assert!(s.ready().await.expect("ready"));
     assert_eq!(s.backend(), b);

@@ -69,27 +69,45 @@ pub struct ListParams {
 #[utoipa::path(post, path = "/admin/tenants", tag = "admin", security(("admin_key" = [])),
     request_body = NewTenantRequest,
     responses((status = 201, body = TenantCreated), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn create_tenant(_: Admin, State(s): State<AppState>, AppJson(req): AppJson<NewTenantRequest>) -> ApiResult<(StatusCode, Json<TenantCreated>)> {
+pub async fn create_tenant(
+    _: Admin,
+    State(s): State<AppState>,
+    AppJson(req): AppJson<NewTenantRequest>,
+) -> ApiResult<(StatusCode, Json<TenantCreated>)> {
     let c = ops::create_tenant(s.store.as_ref(), req).await?;
     Ok((
         StatusCode::CREATED,
-        Json(TenantCreated { tenant: c.tenant, secret_key: c.secret.plaintext, publishable_key: c.publishable.plaintext }),
+        Json(TenantCreated {
+            tenant: c.tenant,
+            secret_key: c.secret.plaintext,
+            publishable_key: c.publishable.plaintext,
+        }),
     ))
 }
 
 /// List tenants, newest first.
 #[utoipa::path(get, path = "/admin/tenants", tag = "admin", security(("admin_key" = [])), params(ListParams),
     responses((status = 200, body = Page<Tenant>)))]
-pub async fn list_tenants(_: Admin, State(s): State<AppState>, AppQuery(p): AppQuery<ListParams>) -> ApiResult<Json<Page<Tenant>>> {
+pub async fn list_tenants(
+    _: Admin,
+    State(s): State<AppState>,
+    AppQuery(p): AppQuery<ListParams>,
+) -> ApiResult<Json<Page<Tenant>>> {
     let page = PageRequest::parse(p.limit, p.cursor.as_deref())?;
     let rows = s.store.list_tenants(&page).await?;
-    Ok(Json(Page::from_overfetch(rows, page.limit, |t| t.id.as_str())))
+    Ok(Json(Page::from_overfetch(rows, page.limit, |t| {
+        t.id.as_str()
+    })))
 }
 
 /// Read a tenant with its keys.
 #[utoipa::path(get, path = "/admin/tenants/{id}", tag = "admin", security(("admin_key" = [])),
     responses((status = 200, body = TenantView), (status = 404, body = Problem)))]
-pub async fn get_tenant(_: Admin, State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TenantView>> {
+pub async fn get_tenant(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TenantView>> {
     let tenant = ops::tenant(s.store.as_ref(), &id).await?;
     let keys = s.store.list_api_keys(&tenant.id).await?;
     Ok(Json(TenantView { tenant, keys }))
@@ -99,7 +117,12 @@ pub async fn get_tenant(_: Admin, State(s): State<AppState>, Path(id): Path<Stri
 #[utoipa::path(patch, path = "/admin/tenants/{id}", tag = "admin", security(("admin_key" = [])),
     request_body = TenantPatch,
     responses((status = 200, body = Tenant), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn patch_tenant(_: Admin, State(s): State<AppState>, Path(id): Path<String>, AppJson(p): AppJson<TenantPatch>) -> ApiResult<Json<Tenant>> {
+pub async fn patch_tenant(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    AppJson(p): AppJson<TenantPatch>,
+) -> ApiResult<Json<Tenant>> {
     Ok(Json(ops::patch_tenant(s.store.as_ref(), &id, p).await?))
 }
 
@@ -107,15 +130,30 @@ pub async fn patch_tenant(_: Admin, State(s): State<AppState>, Path(id): Path<St
 #[utoipa::path(post, path = "/admin/tenants/{id}/keys", tag = "admin", security(("admin_key" = [])),
     request_body = IssueKey,
     responses((status = 201, body = KeyIssued), (status = 404, body = Problem)))]
-pub async fn issue_key(_: Admin, State(s): State<AppState>, Path(id): Path<String>, AppJson(b): AppJson<IssueKey>) -> ApiResult<(StatusCode, Json<KeyIssued>)> {
+pub async fn issue_key(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    AppJson(b): AppJson<IssueKey>,
+) -> ApiResult<(StatusCode, Json<KeyIssued>)> {
     let issued = ops::issue_key(s.store.as_ref(), &id, b.kind).await?;
-    Ok((StatusCode::CREATED, Json(KeyIssued { api_key: issued.key, key: issued.plaintext })))
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyIssued {
+            api_key: issued.key,
+            key: issued.plaintext,
+        }),
+    ))
 }
 
 /// Revoke a key; it is refused from this moment.
 #[utoipa::path(delete, path = "/admin/tenants/{id}/keys/{key_id}", tag = "admin", security(("admin_key" = [])),
     responses((status = 200, body = ApiKey), (status = 404, body = Problem)))]
-pub async fn revoke_key(_: Admin, State(s): State<AppState>, Path((id, key_id)): Path<(String, String)>) -> ApiResult<Json<ApiKey>> {
+pub async fn revoke_key(
+    _: Admin,
+    State(s): State<AppState>,
+    Path((id, key_id)): Path<(String, String)>,
+) -> ApiResult<Json<ApiKey>> {
     Ok(Json(ops::revoke_key(s.store.as_ref(), &id, &key_id).await?))
 }
 

@@ -31,16 +31,28 @@ pub async fn healthz() -> Json<Health> {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     match state.store.ready().await {
         Ok(true) => (StatusCode::OK, Json(Health { status: "ok" })),
-        Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "migrations pending" })),
+        Ok(false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "migrations pending",
+            }),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "database unavailable" }))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health {
+                    status: "database unavailable",
+                }),
+            )
         }
     }
 }
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
 /// Routes outside the document: the document itself.
@@ -50,6 +62,10 @@ pub(crate) fn unrouted() -> axum::Router<AppState> {
 
 async fn openapi_json() -> impl IntoResponse {
     static DOC: OnceLock<String> = OnceLock::new();
-    let body = DOC.get_or_init(|| crate::http::openapi().to_json().unwrap_or_else(|_| "{}".into()));
+    let body = DOC.get_or_init(|| {
+        crate::http::openapi()
+            .to_json()
+            .unwrap_or_else(|_| "{}".into())
+    });
     ([(header::CONTENT_TYPE, "application/json")], body.as_str())
 }

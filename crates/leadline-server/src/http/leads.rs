@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use leadline_core::api_key::KeyKind;
 use leadline_core::change::{Change, ChangeSet};
 use leadline_core::id::{LeadId, YachtId};
-use leadline_core::lead::{self, DUPLICATE_WINDOW, Lead, LeadFilter, LeadPatch, LeadStatus, NewLeadRequest, PatchError};
+use leadline_core::lead::{
+    self, DUPLICATE_WINDOW, Lead, LeadFilter, LeadPatch, LeadStatus, NewLeadRequest, PatchError,
+};
 use leadline_core::page::{Page, PageRequest};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -32,19 +34,31 @@ pub async fn create_lead(
     AppJson(req): AppJson<NewLeadRequest>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<Lead>)> {
     if auth.key.kind == KeyKind::Publishable && !auth.tenant.settings.allowed_origins.is_empty() {
-        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(|o| o.trim_end_matches('/').to_ascii_lowercase());
+        let origin = headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase());
         let allowed = origin.is_some_and(|o| auth.tenant.settings.allowed_origins.contains(&o));
         if !allowed {
-            return Err(ApiError::Forbidden("This publishable key only works from the company's allowed origins.".into()));
+            return Err(ApiError::Forbidden(
+                "This publishable key only works from the company's allowed origins.".into(),
+            ));
         }
     }
     let now = clock::now();
     let mut lead = req.validate(&auth.tenant.id, now)?;
     let committed = s
         .store
-        .commit(ChangeSet::one(Change::InsertLead { lead: lead.clone(), duplicate_since: now - DUPLICATE_WINDOW }))
+        .commit(ChangeSet::one(Change::InsertLead {
+            lead: lead.clone(),
+            duplicate_since: now - DUPLICATE_WINDOW,
+        }))
         .await?;
-    if let Some((_, first)) = committed.duplicates.into_iter().find(|(id, _)| *id == lead.id) {
+    if let Some((_, first)) = committed
+        .duplicates
+        .into_iter()
+        .find(|(id, _)| *id == lead.id)
+    {
         lead.duplicate_of = Some(first);
     }
     let mut h = HeaderMap::new();
@@ -79,7 +93,11 @@ fn parse_time(name: &str, v: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
     v.map(|t| {
         DateTime::parse_from_rfc3339(t)
             .map(|d| d.with_timezone(&Utc))
-            .map_err(|_| ApiError::BadRequest(format!("`{name}` must be an RFC 3339 timestamp such as 2027-01-31T00:00:00Z.")))
+            .map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "`{name}` must be an RFC 3339 timestamp such as 2027-01-31T00:00:00Z."
+                ))
+            })
     })
     .transpose()
 }
@@ -87,21 +105,34 @@ fn parse_time(name: &str, v: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
 /// List leads, newest first.
 #[utoipa::path(get, path = "/v1/leads", tag = "leads", security(("secret_key" = [])), params(LeadListParams),
     responses((status = 200, body = Page<Lead>), (status = 400, body = Problem)))]
-pub async fn list_leads(SecretKey(auth): SecretKey, AppQuery(p): AppQuery<LeadListParams>) -> ApiResult<Json<Page<Lead>>> {
-    let page = PageRequest::parse(p.limit, p.cursor.as_deref()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+pub async fn list_leads(
+    SecretKey(auth): SecretKey,
+    AppQuery(p): AppQuery<LeadListParams>,
+) -> ApiResult<Json<Page<Lead>>> {
+    let page = PageRequest::parse(p.limit, p.cursor.as_deref())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let status = p
         .status
         .as_deref()
-        .map(|s| LeadStatus::parse(s).ok_or_else(|| ApiError::BadRequest("`status` must be new, contacted, quoted, won or lost.".into())))
+        .map(|s| {
+            LeadStatus::parse(s).ok_or_else(|| {
+                ApiError::BadRequest("`status` must be new, contacted, quoted, won or lost.".into())
+            })
+        })
         .transpose()?;
     let yacht_id = p
         .yacht_id
         .as_deref()
-        .map(|y| YachtId::parse(y).map_err(|_| ApiError::BadRequest("`yacht_id` is not a yacht id.".into())))
+        .map(|y| {
+            YachtId::parse(y)
+                .map_err(|_| ApiError::BadRequest("`yacht_id` is not a yacht id.".into()))
+        })
         .transpose()?;
     let q = p.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
     if q.as_ref().is_some_and(|q| q.chars().count() > 200) {
-        return Err(ApiError::BadRequest("`q` must be at most 200 characters.".into()));
+        return Err(ApiError::BadRequest(
+            "`q` must be at most 200 characters.".into(),
+        ));
     }
     let filter = LeadFilter {
         status,
@@ -111,7 +142,9 @@ pub async fn list_leads(SecretKey(auth): SecretKey, AppQuery(p): AppQuery<LeadLi
         yacht_id,
     };
     let rows = auth.store().leads(&filter, &page).await?;
-    Ok(Json(Page::from_overfetch(rows, page.limit, |l| l.id.as_str())))
+    Ok(Json(Page::from_overfetch(rows, page.limit, |l| {
+        l.id.as_str()
+    })))
 }
 
 async fn find(auth: &TenantAuth, id: &str) -> ApiResult<Lead> {
@@ -142,24 +175,36 @@ pub async fn patch_lead(
     let current = find(&auth, &id).await?;
     let next = p.apply(&current, clock::now()).map_err(|e| match e {
         PatchError::Invalid(v) => ApiError::Validation(v),
-        PatchError::IllegalMove { from, to } => {
-            ApiError::Conflict(format!("A lead cannot move from `{}` to `{}`.", from.as_str(), to.as_str()))
-        }
+        PatchError::IllegalMove { from, to } => ApiError::Conflict(format!(
+            "A lead cannot move from `{}` to `{}`.",
+            from.as_str(),
+            to.as_str()
+        )),
     })?;
-    s.store.commit(ChangeSet::one(Change::UpdateLead(next.clone()))).await?;
+    s.store
+        .commit(ChangeSet::one(Change::UpdateLead(next.clone())))
+        .await?;
     Ok(Json(next))
 }
 
 /// Erase a lead's personal data (GDPR). The lead is gone from the API afterwards.
 #[utoipa::path(delete, path = "/v1/leads/{id}", tag = "leads", security(("secret_key" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn delete_lead(SecretKey(auth): SecretKey, State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_lead(
+    SecretKey(auth): SecretKey,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let current = find(&auth, &id).await?;
     let erased = lead::erase(&current, clock::now());
-    s.store.commit(ChangeSet::one(Change::UpdateLead(erased))).await?;
+    s.store
+        .commit(ChangeSet::one(Change::UpdateLead(erased)))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_lead, list_leads)).routes(routes!(get_lead, patch_lead, delete_lead))
+    OpenApiRouter::new()
+        .routes(routes!(create_lead, list_leads))
+        .routes(routes!(get_lead, patch_lead, delete_lead))
 }

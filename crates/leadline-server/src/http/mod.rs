@@ -1,7 +1,9 @@
 //! The HTTP API: one module per resource, merged here. The OpenAPI document is
 //! generated from the same routes, so it cannot drift from them.
 
-use utoipa::openapi::security::{ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -25,11 +27,27 @@ struct Security;
 impl Modify for Security {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let c = doc.components.get_or_insert_with(Default::default);
-        c.add_security_scheme("admin_key", SecurityScheme::ApiKey(ApiKeyScheme::Header(ApiKeyValue::new("X-Admin-Key"))));
-        c.add_security_scheme("secret_key", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("sk_...").build()));
+        c.add_security_scheme(
+            "admin_key",
+            SecurityScheme::ApiKey(ApiKeyScheme::Header(ApiKeyValue::new("X-Admin-Key"))),
+        );
+        c.add_security_scheme(
+            "secret_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("sk_...")
+                    .build(),
+            ),
+        );
         c.add_security_scheme(
             "publishable_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("pk_...").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("pk_...")
+                    .build(),
+            ),
         );
     }
 }

@@ -24,12 +24,18 @@ pub async fn get_settings(SecretKey(auth): SecretKey) -> Json<Settings> {
 #[utoipa::path(patch, path = "/v1/settings", tag = "settings", security(("secret_key" = [])),
     request_body = SettingsPatch,
     responses((status = 200, body = Settings), (status = 422, body = Problem)))]
-pub async fn patch_settings(SecretKey(auth): SecretKey, State(s): State<AppState>, AppJson(p): AppJson<SettingsPatch>) -> ApiResult<Json<Settings>> {
+pub async fn patch_settings(
+    SecretKey(auth): SecretKey,
+    State(s): State<AppState>,
+    AppJson(p): AppJson<SettingsPatch>,
+) -> ApiResult<Json<Settings>> {
     let mut next = auth.tenant.clone();
     next.settings = p.apply(&auth.tenant.settings, "")?;
     next.updated_at = clock::now();
     next.version = auth.tenant.version + 1;
-    s.store.commit(ChangeSet::one(Change::UpdateTenant(next.clone()))).await?;
+    s.store
+        .commit(ChangeSet::one(Change::UpdateTenant(next.clone())))
+        .await?;
     Ok(Json(next.settings))
 }
 

@@ -67,7 +67,9 @@ impl TestApp {
     }
 
     async fn start(&mut self) {
-        let app = Application::build(self.config()).await.expect("server builds");
+        let app = Application::build(self.config())
+            .await
+            .expect("server builds");
         self.base = format!("http://{}", app.local_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         self.stop = Some(tx);
@@ -82,7 +84,9 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
-            t.await.expect("server task").expect("server stopped cleanly");
+            t.await
+                .expect("server task")
+                .expect("server stopped cleanly");
         }
     }
 
@@ -101,16 +105,24 @@ impl TestApp {
         use sqlx::Row;
         match self.backend {
             Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.db.url).await.expect("sqlite");
+                let pool = sqlx::SqlitePool::connect(&self.db.url)
+                    .await
+                    .expect("sqlite");
                 let rows = sqlx::query(sql).fetch_all(&pool).await.expect("query");
-                let out = rows.iter().map(|r| r.try_get::<String, _>(0).expect("text")).collect();
+                let out = rows
+                    .iter()
+                    .map(|r| r.try_get::<String, _>(0).expect("text"))
+                    .collect();
                 pool.close().await;
                 out
             }
             Backend::Postgres => {
                 let pool = sqlx::PgPool::connect(&self.db.url).await.expect("postgres");
                 let rows = sqlx::query(sql).fetch_all(&pool).await.expect("query");
-                let out = rows.iter().map(|r| r.try_get::<String, _>(0).expect("text")).collect();
+                let out = rows
+                    .iter()
+                    .map(|r| r.try_get::<String, _>(0).expect("text"))
+                    .collect();
                 pool.close().await;
                 out
             }
@@ -122,7 +134,9 @@ impl TestApp {
     }
 
     pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client.request(method, self.url(path)).header("X-Admin-Key", ADMIN_KEY)
+        self.client
+            .request(method, self.url(path))
+            .header("X-Admin-Key", ADMIN_KEY)
     }
 
     pub fn with_key(&self, method: Method, path: &str, key: &str) -> RequestBuilder {
@@ -131,7 +145,12 @@ impl TestApp {
 
     /// Creates a tenant and returns it with its keys.
     pub async fn tenant(&self, name: &str) -> Tenant {
-        let res = self.admin(Method::POST, "/admin/tenants").json(&json!({"name": name})).send().await.expect("send");
+        let res = self
+            .admin(Method::POST, "/admin/tenants")
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(res.status(), 201, "create tenant");
         let body: Value = res.json().await.expect("json");
         Tenant {
@@ -143,7 +162,12 @@ impl TestApp {
 
     /// Creates a lead with the secret key and returns its body.
     pub async fn lead(&self, t: &Tenant, body: Value) -> Value {
-        let res = self.with_key(Method::POST, "/v1/leads", &t.sk).json(&body).send().await.expect("send");
+        let res = self
+            .with_key(Method::POST, "/v1/leads", &t.sk)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
         let status = res.status();
         let v: Value = res.json().await.expect("json");
         assert_eq!(status, 201, "create lead: {v}");
@@ -159,7 +183,14 @@ impl TestApp {
                 Some(c) => format!("/v1/leads?limit=200&cursor={c}"),
                 None => "/v1/leads?limit=200".to_owned(),
             };
-            let v: Value = self.with_key(Method::GET, &path, &t.sk).send().await.expect("send").json().await.expect("json");
+            let v: Value = self
+                .with_key(Method::GET, &path, &t.sk)
+                .send()
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
             for l in v["data"].as_array().expect("data") {
                 out.push(l["id"].as_str().expect("id").to_owned());
             }
@@ -187,7 +218,14 @@ pub struct Tenant {
 }
 
 fn ulid_like() -> String {
-    format!("{:x}{:x}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0))
+    format!(
+        "{:x}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    )
 }
 
 /// A valid lead body with dates a year ahead.
@@ -208,13 +246,31 @@ pub fn lead_body(email: &str) -> Value {
 /// Asserts an RFC 9457 problem with `status` and returns it.
 pub async fn problem(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status().as_u16(), status, "status");
-    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     assert_eq!(ct, "application/problem+json");
-    let rid = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let rid = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let v: Value = res.json().await.expect("problem json");
     assert_eq!(v["status"], status);
-    assert!(v["type"].as_str().is_some_and(|t| t.starts_with("urn:leadline:problem:")), "{v}");
-    assert!(v["title"].is_string() && v["detail"].is_string() && v["instance"].is_string(), "{v}");
+    assert!(
+        v["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:leadline:problem:")),
+        "{v}"
+    );
+    assert!(
+        v["title"].is_string() && v["detail"].is_string() && v["instance"].is_string(),
+        "{v}"
+    );
     assert_eq!(v["request_id"], rid.as_str());
     v
 }
