@@ -31,7 +31,8 @@ pub enum Change {
         /// When.
         at: DateTime<Utc>,
     },
-    /// A new lead. The store marks it `duplicate_of` the earliest lead of the same
+    /// A new lead. The store marks it `duplicate_of` the earliest original (not itself
+    /// a duplicate) lead of the same
     /// tenant with the same [`Lead::dedupe_key`] created at or after
     /// `duplicate_since`, deciding inside the transaction so that two concurrent
     /// submissions cannot both be first.

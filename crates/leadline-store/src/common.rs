@@ -275,8 +275,10 @@ macro_rules! common_queries {
                     let key = lead.dedupe_key();
                     lock_dedupe(&mut *conn, &format!("{}|{key}", lead.tenant_id)).await?;
                     let first: Option<String> = sqlx::query_scalar(
+                        // The original, never another duplicate: with commits out of
+                        // creation order a duplicate can be older than its original.
                         "SELECT id FROM leads WHERE tenant_id = $1 AND dedupe_key = $2 AND created_at >= $3 \
-                         AND erased_at IS NULL ORDER BY created_at, id LIMIT 1",
+                         AND erased_at IS NULL AND duplicate_of IS NULL ORDER BY created_at, id LIMIT 1",
                     )
                     .bind(lead.tenant_id.as_str())
                     .bind(&key)
