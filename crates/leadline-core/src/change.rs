@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::api_key::ApiKey;
+use crate::audit::AuditEntry;
 use crate::id::{ApiKeyId, TenantId};
 use crate::lead::Lead;
 use crate::tenant::Tenant;
@@ -45,13 +46,57 @@ pub enum Change {
     /// A lead's new state (erasure included); applies only if the stored version
     /// is `version - 1`.
     UpdateLead(Lead),
+    /// An audit entry.
+    InsertAudit(AuditEntry),
+    /// Completes a claimed idempotency record with the response of its request.
+    CompleteIdempotency(IdempotentResponse),
+}
+
+/// The stored outcome of a request made with an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentResponse {
+    /// `admin` or the tenant id.
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type` of the body.
+    pub content_type: Option<String>,
+    /// `Location`, if any.
+    pub location: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Writes decided inside the transaction from what the first part decided (for
+/// example the response stored with an idempotency key, which names the lead a new
+/// lead duplicates).
+pub type Finish = Box<dyn FnOnce(&Committed) -> Vec<Change> + Send>;
+
+/// What a commit decided inside its transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// New leads found to be duplicates: (lead, original lead).
+    pub duplicates: Vec<(crate::id::LeadId, crate::id::LeadId)>,
 }
 
 /// Everything one request changes.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct ChangeSet {
     /// The writes, in order.
     pub changes: Vec<Change>,
+    /// Writes made last, in the same transaction, from what the first ones decided.
+    pub finish: Option<Finish>,
+}
+
+impl std::fmt::Debug for ChangeSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeSet")
+            .field("changes", &self.changes)
+            .field("finish", &self.finish.is_some())
+            .finish()
+    }
 }
 
 impl ChangeSet {
@@ -68,6 +113,9 @@ impl ChangeSet {
 
     /// A set of one write.
     pub fn one(c: Change) -> Self {
-        Self { changes: vec![c] }
+        Self {
+            changes: vec![c],
+            finish: None,
+        }
     }
 }

@@ -84,6 +84,10 @@ prefixed_id!(
     /// A yacht of a tenant's fleet.
     YachtId, "yacht");
 
+prefixed_id!(
+    /// An audit entry.
+    AuditId, "aud");
+
 /// Monotonic ULIDs: within one millisecond the random part is incremented, so ids
 /// made by one process never go backwards.
 fn next_ulid() -> String {

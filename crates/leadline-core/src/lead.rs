@@ -26,13 +26,7 @@ pub enum LeadStatus {
 
 impl LeadStatus {
     /// Every status.
-    pub const ALL: [LeadStatus; 5] = [
-        Self::New,
-        Self::Contacted,
-        Self::Quoted,
-        Self::Won,
-        Self::Lost,
-    ];
+    pub const ALL: [LeadStatus; 5] = [Self::New, Self::Contacted, Self::Quoted, Self::Won, Self::Lost];
 
     /// The stored form.
     pub fn as_str(self) -> &'static str {
@@ -265,26 +259,19 @@ pub fn parse_locale(s: &str) -> Result<String, String> {
     let ok = (2..=3).contains(&lang.len())
         && lang.bytes().all(|b| b.is_ascii_alphabetic())
         && s.len() <= 35
-        && parts
-            .all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
     if ok {
         let (l, rest) = s.split_at(lang.len());
         Ok(format!("{}{rest}", l.to_ascii_lowercase()))
     } else {
-        Err(format!(
-            "{s:?} is not a language tag such as \"en\" or \"pt-BR\""
-        ))
+        Err(format!("{s:?} is not a language tag such as \"en\" or \"pt-BR\""))
     }
 }
 
 impl NewLeadRequest {
     /// Validates every rule of lead capture, all at once; `today` is the tenant-
     /// independent UTC date used for "not in the past".
-    pub fn validate(
-        self,
-        tenant_id: &TenantId,
-        now: DateTime<Utc>,
-    ) -> Result<Lead, ValidationErrors> {
+    pub fn validate(self, tenant_id: &TenantId, now: DateTime<Utc>) -> Result<Lead, ValidationErrors> {
         let mut e = ValidationErrors::new();
         let today = now.date_naive();
         let name = match self.name.as_deref() {
@@ -325,20 +312,14 @@ impl NewLeadRequest {
             }
         }
         let destination = e
-            .check(
-                "/destination",
-                clean_opt(self.destination.as_deref(), 200, false),
-            )
+            .check("/destination", clean_opt(self.destination.as_deref(), 200, false))
             .flatten();
         let budget = match self.budget {
             Some(b) => e.check("/budget/amount", b.positive()),
             None => None,
         };
         let experience = e
-            .check(
-                "/experience",
-                clean_opt(self.experience.as_deref(), 100, false),
-            )
+            .check("/experience", clean_opt(self.experience.as_deref(), 100, false))
             .flatten();
         let message = e
             .check("/message", clean_opt(self.message.as_deref(), 5000, true))
@@ -459,14 +440,10 @@ impl LeadPatch {
         let mut e = ValidationErrors::new();
         let mut out = lead.clone();
         if let Some(v) = self.assigned_to {
-            out.assigned_to = e
-                .check("/assigned_to", clean_opt(v.as_deref(), 200, false))
-                .flatten();
+            out.assigned_to = e.check("/assigned_to", clean_opt(v.as_deref(), 200, false)).flatten();
         }
         if let Some(v) = self.notes {
-            out.notes = e
-                .check("/notes", clean_opt(v.as_deref(), 10_000, true))
-                .flatten();
+            out.notes = e.check("/notes", clean_opt(v.as_deref(), 10_000, true)).flatten();
         }
         if let Some(tags) = self.tags {
             if tags.len() > 20 {
@@ -487,10 +464,7 @@ impl LeadPatch {
         }
         if let Some(to) = self.status {
             if !lead.status.can_move_to(to) {
-                return Err(PatchError::IllegalMove {
-                    from: lead.status,
-                    to,
-                });
+                return Err(PatchError::IllegalMove { from: lead.status, to });
             }
             out.status = to;
         }
@@ -552,9 +526,7 @@ mod tests {
 
     #[test]
     fn valid_lead() {
-        let l = req()
-            .validate(&TenantId::generate(), Utc::now())
-            .expect("valid");
+        let l = req().validate(&TenantId::generate(), Utc::now()).expect("valid");
         assert_eq!(l.name, "Maria");
         assert_eq!(l.phone_e164.as_deref(), Some("+306941234567"));
         assert_eq!(l.status, LeadStatus::New);
@@ -571,14 +543,9 @@ mod tests {
             children: 11,
         });
         r.consent = None;
-        let e = r
-            .validate(&TenantId::generate(), Utc::now())
-            .expect_err("invalid");
+        let e = r.validate(&TenantId::generate(), Utc::now()).expect_err("invalid");
         let ptrs: Vec<_> = e.0.iter().map(|f| f.pointer.as_str()).collect();
-        assert_eq!(
-            ptrs,
-            ["/name", "/email", "/guests", "/consent/privacy_policy"]
-        );
+        assert_eq!(ptrs, ["/name", "/email", "/guests", "/consent/privacy_policy"]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! commits atomically. The HTTP layer and the stores only move data in and out.
 
 pub mod api_key;
+pub mod audit;
 pub mod change;
 pub mod id;
 pub mod lead;

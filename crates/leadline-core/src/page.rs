@@ -19,10 +19,7 @@ pub struct PageRequest {
 impl PageRequest {
     /// Validates `limit` and decodes `cursor` (opaque to clients: base64url of the
     /// last id of the previous page).
-    pub fn parse(
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> Result<Self, crate::ValidationErrors> {
+    pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, crate::ValidationErrors> {
         use base64::Engine;
         let mut errors = crate::ValidationErrors::new();
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
@@ -36,9 +33,7 @@ impl PageRequest {
                     .decode(c)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .filter(|s| {
-                        s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                    });
+                    .filter(|s| s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
                 if decoded.is_none() {
                     errors.add("/cursor", "is not a cursor returned by this API");
                 }

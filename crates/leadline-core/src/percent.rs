@@ -4,9 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A percentage from 0 to 100, in basis points (1 % = 100).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 #[schema(value_type = String, example = "13")]
 pub struct Percent(u32);
@@ -34,9 +32,7 @@ impl Percent {
     /// Parses `"13"`, `"5.2"` or `"12.75"`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let err = || {
-            format!(
-                "{s:?} is not a percentage: write a decimal string from \"0\" to \"100\" with at most two decimals"
-            )
+            format!("{s:?} is not a percentage: write a decimal string from \"0\" to \"100\" with at most two decimals")
         };
         let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
         if whole.is_empty()
@@ -96,9 +92,7 @@ mod tests {
         assert_eq!(Percent::parse("5.2").map(Percent::basis_points), Ok(520));
         assert_eq!(Percent::parse("12.75").map(Percent::basis_points), Ok(1275));
         assert_eq!(Percent::parse("100").map(Percent::basis_points), Ok(10_000));
-        for bad in [
-            "", "100.01", "101", "5.", ".5", "5.123", "-1", "1e2", " 5", "abc",
-        ] {
+        for bad in ["", "100.01", "101", "5.", ".5", "5.123", "-1", "1e2", " 5", "abc"] {
             assert!(Percent::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -76,12 +76,7 @@ pub struct Template {
 }
 
 /// The email kinds that have templates.
-pub const TEMPLATE_KINDS: &[&str] = &[
-    "lead_acknowledgement",
-    "lead_notification",
-    "quote",
-    "quote_accepted",
-];
+pub const TEMPLATE_KINDS: &[&str] = &["lead_acknowledgement", "lead_notification", "quote", "quote_accepted"];
 
 /// Template overrides: kind → locale → template.
 pub type Templates = BTreeMap<String, BTreeMap<String, Template>>;
@@ -208,10 +203,7 @@ impl SettingsPatch {
             }
             let mut out = Vec::new();
             for (i, a) in list.iter().enumerate() {
-                if let Some(v) = e.check(
-                    &format!("{}/{i}", p("notification_emails")),
-                    Email::parse(a),
-                ) {
+                if let Some(v) = e.check(&format!("{}/{i}", p("notification_emails")), Email::parse(a)) {
                     out.push(v);
                 }
             }
@@ -237,8 +229,7 @@ impl SettingsPatch {
             }
             let mut out = Vec::new();
             for (i, o) in list.iter().enumerate() {
-                if let Some(v) = e.check(&format!("{}/{i}", p("allowed_origins")), parse_origin(o))
-                {
+                if let Some(v) = e.check(&format!("{}/{i}", p("allowed_origins")), parse_origin(o)) {
                     out.push(v);
                 }
             }
@@ -278,10 +269,7 @@ impl SettingsPatch {
                 if !TEMPLATE_KINDS.contains(&kind.as_str()) {
                     e.add(
                         format!("{}/{kind}", p("templates")),
-                        format!(
-                            "unknown template kind; known: {}",
-                            TEMPLATE_KINDS.join(", ")
-                        ),
+                        format!("unknown template kind; known: {}", TEMPLATE_KINDS.join(", ")),
                     );
                 }
                 for (locale, tpl) in locales {
@@ -520,8 +508,7 @@ mod tests {
         let d = Settings::defaults("X".into());
         assert!(check_schedule(&d.payment_schedule).is_ok());
         let patch: SettingsPatch =
-            serde_json::from_str(r#"{"payment_schedule":[{"percent":"60","due":"at_booking"}]}"#)
-                .expect("json");
+            serde_json::from_str(r#"{"payment_schedule":[{"percent":"60","due":"at_booking"}]}"#).expect("json");
         assert!(patch.apply(&d, "").is_err());
     }
 

@@ -126,9 +126,7 @@ impl Phone {
             }
         }
         if !international {
-            return Err(
-                "must be in international form with its country code, e.g. +30 694 123 4567".into(),
-            );
+            return Err("must be in international form with its country code, e.g. +30 694 123 4567".into());
         }
         if digits.starts_with('0') {
             return Err("country code cannot start with 0".into());

@@ -25,7 +25,12 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// SHA-256 of the admin key.
     pub admin_key_hash: [u8; 32],
+    /// Per-IP rate limiters.
+    pub rate_limits: crate::ratelimit::RateLimits,
 }
+
+/// The longest a request may run before it is answered 408.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A built, bound, not yet serving application.
 pub struct Application {
@@ -66,13 +71,9 @@ pub fn admin_key(config: &Config) -> Result<SecretString, StartError> {
         use rand::RngCore;
         let mut b = [0u8; 32];
         rand::rng().fill_bytes(&mut b);
-        format!(
-            "adm_{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-        )
+        format!("adm_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
     };
-    write_private(&path, &key)
-        .map_err(|e| StartError::Io(format!("cannot write {}: {e}", path.display())))?;
+    write_private(&path, &key).map_err(|e| StartError::Io(format!("cannot write {}: {e}", path.display())))?;
     tracing::info!(path = %path.display(), "generated an admin key; read it from this file");
     Ok(key.into())
 }
@@ -108,18 +109,21 @@ impl Application {
     }
 
     /// Like [`Application::build`] with an open store.
-    pub async fn with_store(
-        config: Config,
-        store: Arc<dyn Store>,
-        admin: &SecretString,
-    ) -> Result<Self, StartError> {
+    pub async fn with_store(config: Config, store: Arc<dyn Store>, admin: &SecretString) -> Result<Self, StartError> {
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", config.bind)))?;
+        crate::metrics::init();
+        let rate_limits = crate::ratelimit::RateLimits::new(
+            config.rate_limit_public_per_minute,
+            config.rate_limit_tenant_per_minute,
+            config.rate_limit_admin_per_minute,
+        );
         let state = AppState {
             store,
             config: Arc::new(config),
             admin_key_hash: sha2_digest(admin.expose_secret().as_bytes()),
+            rate_limits,
         };
         Ok(Self {
             listener,
@@ -130,9 +134,7 @@ impl Application {
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| self.state.config.bind)
+        self.listener.local_addr().unwrap_or_else(|_| self.state.config.bind)
     }
 
     /// The state (tests use its store).
@@ -142,16 +144,20 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish for at most the configured grace, and closes the store.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let grace = self.state.config.shutdown_grace;
+        let limits = self.state.rate_limits.clone();
+        let janitor = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limits.shrink();
+            }
+        });
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let serve = axum::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            self.router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -168,6 +174,7 @@ impl Application {
                 Ok(())
             }
         };
+        janitor.abort();
         self.state.store.close().await;
         result
     }
@@ -180,8 +187,18 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn(
-            crate::middleware::request_context,
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::effects::effects,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ratelimit::rate_limit,
+        ))
+        .layer(axum::middleware::from_fn(crate::middleware::request_context))
         .with_state(state)
 }

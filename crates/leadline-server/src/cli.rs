@@ -9,6 +9,7 @@ use leadline_store::Store;
 
 use crate::app::{Application, StartError, admin_key, open_store};
 use crate::config::Config;
+use crate::effects::Effects;
 use crate::error::ApiError;
 use crate::ops;
 
@@ -118,9 +119,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Openapi = cli.command {
         println!(
             "{}",
-            crate::http::openapi()
-                .to_pretty_json()
-                .map_err(std::io::Error::other)?
+            crate::http::openapi().to_pretty_json().map_err(std::io::Error::other)?
         );
         return Ok(());
     }
@@ -173,7 +172,7 @@ async fn tenant_cmd(store: &dyn Store, cmd: TenantCmd) -> Result<(), CliError> {
                     ..Default::default()
                 },
             };
-            let c = ops::create_tenant(store, req).await?;
+            let c = ops::create_tenant(&Effects::system("cli", "tenant.create"), store, req).await?;
             let out = serde_json::json!({
                 "tenant": c.tenant, "secret_key": c.secret.plaintext, "publishable_key": c.publishable.plaintext,
             });
@@ -206,7 +205,7 @@ async fn tenant_cmd(store: &dyn Store, cmd: TenantCmd) -> Result<(), CliError> {
                 status: Some(TenantStatus::Suspended),
                 settings: SettingsPatch::default(),
             };
-            let t = ops::patch_tenant(store, &id, patch).await?;
+            let t = ops::patch_tenant(&Effects::system("cli", "tenant.update"), store, &id, patch).await?;
             println!("{} is now {}", t.id, t.status.as_str());
         }
     }
@@ -220,11 +219,11 @@ async fn key_cmd(store: &dyn Store, cmd: KeyCmd) -> Result<(), CliError> {
                 Kind::Secret => KeyKind::Secret,
                 Kind::Publishable => KeyKind::Publishable,
             };
-            let k = ops::issue_key(store, &tenant, kind).await?;
+            let k = ops::issue_key(&Effects::system("cli", "key.issue"), store, &tenant, kind).await?;
             println!("{}\t{}", k.key.id, k.plaintext);
         }
         KeyCmd::Revoke { tenant, key } => {
-            let k = ops::revoke_key(store, &tenant, &key).await?;
+            let k = ops::revoke_key(&Effects::system("cli", "key.revoke"), store, &tenant, &key).await?;
             println!("{} revoked", k.id);
         }
     }
@@ -248,10 +247,7 @@ async fn serve(config: Config, demo: bool) -> Result<(), CliError> {
     let addr = app.local_addr();
     tracing::info!(%addr, "leadline listening");
     if let Some(d) = seeded {
-        println!(
-            "{}",
-            crate::demo::banner(&d, &format!("http://{addr}"), &key_source)
-        );
+        println!("{}", crate::demo::banner(&d, &format!("http://{addr}"), &key_source));
     }
     app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -34,17 +34,12 @@ impl Cidr {
     /// Parses `addr/len` or a bare address.
     pub fn parse(s: &str) -> Result<Self, String> {
         let (a, p) = s.split_once('/').unwrap_or((s, ""));
-        let addr: IpAddr = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IP network"))?;
+        let addr: IpAddr = a.trim().parse().map_err(|_| format!("{s:?} is not an IP network"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = if p.is_empty() {
             max
         } else {
-            p.trim()
-                .parse()
-                .map_err(|_| format!("{s:?} has a bad prefix length"))?
+            p.trim().parse().map_err(|_| format!("{s:?} has a bad prefix length"))?
         };
         if prefix > max {
             return Err(format!("{s:?} has a prefix longer than {max}"));
@@ -99,8 +94,14 @@ pub struct Config {
     pub mail_from: String,
     /// Redis for shared rate limits.
     pub redis_url: Option<SecretString>,
-    /// Per-IP requests a minute.
+    /// Per-IP requests a minute (every class not set otherwise).
     pub rate_limit_per_minute: u32,
+    /// Per-IP requests a minute on public routes.
+    pub rate_limit_public_per_minute: u32,
+    /// Per-IP requests a minute on `/v1` routes.
+    pub rate_limit_tenant_per_minute: u32,
+    /// Per-IP requests a minute on `/admin` routes.
+    pub rate_limit_admin_per_minute: u32,
     /// Proxies whose `X-Forwarded-For` is honoured.
     pub trusted_proxies: Vec<Cidr>,
     /// Delivery attempts in all.
@@ -141,6 +142,9 @@ const SETTINGS: &[(&str, &str)] = &[
     ("LEADLINE_MAIL_FROM", "Leadline <no-reply@localhost>"),
     ("LEADLINE_REDIS_URL", ""),
     ("LEADLINE_RATE_LIMIT_PER_MINUTE", "60"),
+    ("LEADLINE_RATE_LIMIT_PUBLIC_PER_MINUTE", ""),
+    ("LEADLINE_RATE_LIMIT_TENANT_PER_MINUTE", ""),
+    ("LEADLINE_RATE_LIMIT_ADMIN_PER_MINUTE", ""),
     ("LEADLINE_TRUSTED_PROXIES", ""),
     ("LEADLINE_RETRY_MAX_ATTEMPTS", "5"),
     ("LEADLINE_RETRY_BASE_DELAY", "30s"),
@@ -157,9 +161,7 @@ const SETTINGS: &[(&str, &str)] = &[
 ];
 
 fn file_key(env: &str) -> String {
-    env.strip_prefix("LEADLINE_")
-        .unwrap_or(env)
-        .to_ascii_lowercase()
+    env.strip_prefix("LEADLINE_").unwrap_or(env).to_ascii_lowercase()
 }
 
 /// Errors of configuration, each naming its setting.
@@ -176,54 +178,42 @@ impl Config {
     }
 
     /// Loads from the file and the given environment (tests pass their own).
-    pub fn from_sources(
-        file: Option<&Path>,
-        env: &BTreeMap<String, String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_sources(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
         let mut errors = Vec::new();
-        let mut values: BTreeMap<&str, String> = SETTINGS
-            .iter()
-            .map(|(k, v)| (*k, (*v).to_owned()))
-            .collect();
+        let mut values: BTreeMap<&str, String> = SETTINGS.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
         let default_file = Path::new("leadline.toml");
         let file = file.or_else(|| default_file.exists().then_some(default_file));
         if let Some(path) = file {
             match std::fs::read_to_string(path) {
                 Err(e) => errors.push(format!("config file {}: {e}", path.display())),
-                Ok(text) => {
-                    match text.parse::<toml::Table>() {
-                        Err(e) => errors.push(format!("config file {}: {e}", path.display())),
-                        Ok(table) => {
-                            for (k, v) in table {
-                                let Some((env_name, _)) =
-                                    SETTINGS.iter().find(|(e, _)| file_key(e) == k)
-                                else {
+                Ok(text) => match text.parse::<toml::Table>() {
+                    Err(e) => errors.push(format!("config file {}: {e}", path.display())),
+                    Ok(table) => {
+                        for (k, v) in table {
+                            let Some((env_name, _)) = SETTINGS.iter().find(|(e, _)| file_key(e) == k) else {
+                                errors.push(format!("config file {}: unknown setting `{k}`", path.display()));
+                                continue;
+                            };
+                            let v = match v {
+                                toml::Value::String(s) => s,
+                                toml::Value::Integer(i) => i.to_string(),
+                                toml::Value::Boolean(b) => b.to_string(),
+                                toml::Value::Array(a) => {
+                                    a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")
+                                }
+                                toml::Value::Float(f) => f.to_string(),
+                                _ => {
                                     errors.push(format!(
-                                        "config file {}: unknown setting `{k}`",
+                                        "config file {}: `{k}` must be a string, number or boolean",
                                         path.display()
                                     ));
                                     continue;
-                                };
-                                let v = match v {
-                                    toml::Value::String(s) => s,
-                                    toml::Value::Integer(i) => i.to_string(),
-                                    toml::Value::Boolean(b) => b.to_string(),
-                                    toml::Value::Array(a) => a
-                                        .iter()
-                                        .filter_map(|x| x.as_str())
-                                        .collect::<Vec<_>>()
-                                        .join(","),
-                                    toml::Value::Float(f) => f.to_string(),
-                                    _ => {
-                                        errors.push(format!("config file {}: `{k}` must be a string, number or boolean", path.display()));
-                                        continue;
-                                    }
-                                };
-                                values.insert(env_name, v);
-                            }
+                                }
+                            };
+                            values.insert(env_name, v);
                         }
                     }
-                }
+                },
             }
         }
         for (k, _) in SETTINGS {
@@ -237,9 +227,7 @@ impl Config {
             match humantime::parse_duration(&v) {
                 Ok(d) if !d.is_zero() => d,
                 _ => {
-                    errors.push(format!(
-                        "{k}: {v:?} is not a duration such as 500ms, 30s, 6h or 7d"
-                    ));
+                    errors.push(format!("{k}: {v:?} is not a duration such as 500ms, 30s, 6h or 7d"));
                     Duration::from_secs(1)
                 }
             }
@@ -256,14 +244,22 @@ impl Config {
             match v.trim().parse::<u32>() {
                 Ok(n) if (min..=max).contains(&n) => n,
                 _ => {
-                    errors.push(format!(
-                        "{k}: {v:?} must be a whole number from {min} to {max}"
-                    ));
+                    errors.push(format!("{k}: {v:?} must be a whole number from {min} to {max}"));
                     min
                 }
             }
         };
         let rate_limit_per_minute = num("LEADLINE_RATE_LIMIT_PER_MINUTE", 1, 1_000_000);
+        let mut class_limit = |k: &str| {
+            if get(k).trim().is_empty() {
+                rate_limit_per_minute
+            } else {
+                num(k, 1, 1_000_000)
+            }
+        };
+        let rate_limit_public_per_minute = class_limit("LEADLINE_RATE_LIMIT_PUBLIC_PER_MINUTE");
+        let rate_limit_tenant_per_minute = class_limit("LEADLINE_RATE_LIMIT_TENANT_PER_MINUTE");
+        let rate_limit_admin_per_minute = class_limit("LEADLINE_RATE_LIMIT_ADMIN_PER_MINUTE");
         let retry_max_attempts = num("LEADLINE_RETRY_MAX_ATTEMPTS", 1, 100);
         let backup_keep = num("LEADLINE_BACKUP_KEEP", 1, 10_000);
         let mut flag = |k: &str| -> bool {
@@ -301,12 +297,7 @@ impl Config {
         let data_dir = PathBuf::from(get("LEADLINE_DATA_DIR"));
         let database_url = match get("DATABASE_URL") {
             u if u.is_empty() => format!("sqlite://{}", data_dir.join("leadline.db").display()),
-            u if u.starts_with("sqlite:")
-                || u.starts_with("postgres:")
-                || u.starts_with("postgresql:") =>
-            {
-                u
-            }
+            u if u.starts_with("sqlite:") || u.starts_with("postgres:") || u.starts_with("postgresql:") => u,
             _ => {
                 errors.push("DATABASE_URL: must start with sqlite:// or postgres://".into());
                 String::new()
@@ -320,9 +311,7 @@ impl Config {
             errors.push("LEADLINE_ADMIN_KEY: must be at least 16 characters".into());
         }
         let public_base_url = match nonempty("LEADLINE_PUBLIC_BASE_URL") {
-            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
-                u.trim_end_matches('/').to_owned()
-            }
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => u.trim_end_matches('/').to_owned(),
             Some(u) => {
                 errors.push(format!(
                     "LEADLINE_PUBLIC_BASE_URL: {u:?} must start with http:// or https://"
@@ -359,17 +348,12 @@ impl Config {
             "pretty" => LogFormat::Pretty,
             "auto" => LogFormat::Auto,
             v => {
-                errors.push(format!(
-                    "LEADLINE_LOG_FORMAT: {v:?} must be json, pretty or auto"
-                ));
+                errors.push(format!("LEADLINE_LOG_FORMAT: {v:?} must be json, pretty or auto"));
                 LogFormat::Auto
             }
         };
         if retry_max_delay < retry_base_delay {
-            errors.push(
-                "LEADLINE_RETRY_MAX_DELAY: must not be shorter than LEADLINE_RETRY_BASE_DELAY"
-                    .into(),
-            );
+            errors.push("LEADLINE_RETRY_MAX_DELAY: must not be shorter than LEADLINE_RETRY_BASE_DELAY".into());
         }
         if !errors.is_empty() {
             return Err(ConfigError(errors));
@@ -384,6 +368,9 @@ impl Config {
             mail_from: get("LEADLINE_MAIL_FROM"),
             redis_url: redis_url.map(Into::into),
             rate_limit_per_minute,
+            rate_limit_public_per_minute,
+            rate_limit_tenant_per_minute,
+            rate_limit_admin_per_minute,
             trusted_proxies,
             retry_max_attempts,
             retry_base_delay,
@@ -400,18 +387,23 @@ impl Config {
         })
     }
 
-    /// A configuration for tests: the given database, a fixed admin key, port 0.
-    pub fn for_tests(database_url: &str, data_dir: &Path, admin_key: &str) -> Self {
-        let env: BTreeMap<String, String> = [
+    /// A configuration for tests: the given database, a fixed admin key, port 0,
+    /// no practical rate limit; `extra` settings override.
+    pub fn for_tests(database_url: &str, data_dir: &Path, admin_key: &str, extra: &[(&str, &str)]) -> Self {
+        let dir = data_dir.display().to_string();
+        let base = [
             ("DATABASE_URL", database_url),
             ("LEADLINE_ADMIN_KEY", admin_key),
             ("LEADLINE_BIND", "127.0.0.1:0"),
-            ("LEADLINE_DATA_DIR", &data_dir.display().to_string()),
+            ("LEADLINE_DATA_DIR", dir.as_str()),
             ("LEADLINE_LOG_FORMAT", "json"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+            ("LEADLINE_RATE_LIMIT_PER_MINUTE", "1000000"),
+        ];
+        let env: BTreeMap<String, String> = base
+            .iter()
+            .chain(extra.iter())
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         match Self::from_sources(None, &env) {
             Ok(c) => c,
             Err(e) => panic!("test configuration: {e}"),
@@ -424,10 +416,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -438,19 +427,12 @@ mod tests {
         assert_eq!(c.retry_max_delay, Duration::from_secs(6 * 3600));
         assert_eq!(c.audit_retention, Duration::from_secs(365 * 86400));
         use secrecy::ExposeSecret;
-        assert_eq!(
-            c.database_url.expose_secret(),
-            "sqlite://./data/leadline.db"
-        );
+        assert_eq!(c.database_url.expose_secret(), "sqlite://./data/leadline.db");
     }
 
     #[test]
     fn port_wins_and_binds_everywhere() {
-        let c = Config::from_sources(
-            None,
-            &env(&[("PORT", "9000"), ("LEADLINE_BIND", "127.0.0.1:1")]),
-        )
-        .expect("valid");
+        let c = Config::from_sources(None, &env(&[("PORT", "9000"), ("LEADLINE_BIND", "127.0.0.1:1")])).expect("valid");
         assert_eq!(c.bind, "0.0.0.0:9000".parse().expect("addr"));
     }
 
@@ -475,16 +457,8 @@ mod tests {
     fn file_then_env() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("leadline.toml");
-        std::fs::write(
-            &path,
-            "rate_limit_per_minute = 100\nretry_base_delay = \"1s\"\n",
-        )
-        .expect("write");
-        let c = Config::from_sources(
-            Some(&path),
-            &env(&[("LEADLINE_RATE_LIMIT_PER_MINUTE", "7")]),
-        )
-        .expect("valid");
+        std::fs::write(&path, "rate_limit_per_minute = 100\nretry_base_delay = \"1s\"\n").expect("write");
+        let c = Config::from_sources(Some(&path), &env(&[("LEADLINE_RATE_LIMIT_PER_MINUTE", "7")])).expect("valid");
         assert_eq!(c.rate_limit_per_minute, 7);
         assert_eq!(c.retry_base_delay, Duration::from_secs(1));
         std::fs::write(&path, "no_such_setting = 1\n").expect("write");
@@ -496,11 +470,7 @@ mod tests {
         let c = Cidr::parse("10.0.0.0/8").expect("valid");
         assert!(c.contains("10.1.2.3".parse().expect("ip")));
         assert!(!c.contains("11.0.0.1".parse().expect("ip")));
-        assert!(
-            Cidr::parse("::1")
-                .expect("valid")
-                .contains("::1".parse().expect("ip"))
-        );
+        assert!(Cidr::parse("::1").expect("valid").contains("::1".parse().expect("ip")));
         assert!(Cidr::parse("10.0.0.0/33").is_err());
     }
 }

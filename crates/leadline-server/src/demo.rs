@@ -4,6 +4,7 @@ use leadline_core::api_key::KeyKind;
 use leadline_core::tenant::{NewTenantRequest, SettingsPatch};
 use leadline_store::Store;
 
+use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult};
 use crate::ops;
 
@@ -25,13 +26,21 @@ pub struct Demo {
 /// Creates the demo company, or issues fresh keys for it when it exists already
 /// (keys are only ever shown once).
 pub async fn seed(store: &dyn Store) -> ApiResult<Demo> {
-    if let Some(t) = store
-        .get_tenant_by_slug(DEMO_SLUG)
-        .await
-        .map_err(ApiError::from)?
-    {
-        let sk = ops::issue_key(store, t.id.as_str(), KeyKind::Secret).await?;
-        let pk = ops::issue_key(store, t.id.as_str(), KeyKind::Publishable).await?;
+    if let Some(t) = store.get_tenant_by_slug(DEMO_SLUG).await.map_err(ApiError::from)? {
+        let sk = ops::issue_key(
+            &Effects::system("demo", "key.issue"),
+            store,
+            t.id.as_str(),
+            KeyKind::Secret,
+        )
+        .await?;
+        let pk = ops::issue_key(
+            &Effects::system("demo", "key.issue"),
+            store,
+            t.id.as_str(),
+            KeyKind::Publishable,
+        )
+        .await?;
         return Ok(Demo {
             tenant_id: t.id.to_string(),
             name: t.name,
@@ -47,7 +56,7 @@ pub async fn seed(store: &dyn Store) -> ApiResult<Demo> {
             ..Default::default()
         },
     };
-    let c = ops::create_tenant(store, req).await?;
+    let c = ops::create_tenant(&Effects::system("demo", "tenant.create"), store, req).await?;
     Ok(Demo {
         tenant_id: c.tenant.id.to_string(),
         name: c.tenant.name,

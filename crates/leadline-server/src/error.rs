@@ -52,15 +52,9 @@ impl Problem {
     pub fn for_status(status: StatusCode) -> Self {
         let (slug, detail) = match status.as_u16() {
             404 => ("not-found", "There is nothing at this address."),
-            405 => (
-                "method-not-allowed",
-                "This method is not allowed on this resource.",
-            ),
+            405 => ("method-not-allowed", "This method is not allowed on this resource."),
             408 => ("timeout", "The request took too long."),
-            413 => (
-                "payload-too-large",
-                "The request body is larger than 64 KiB.",
-            ),
+            413 => ("payload-too-large", "The request body is larger than 64 KiB."),
             s if s >= 500 => (
                 "internal",
                 "Something went wrong on our side; the request id identifies it in our logs.",
@@ -135,9 +129,7 @@ impl ApiError {
                 "unsupported-media-type",
                 "Send the body as JSON with `Content-Type: application/json`.",
             ),
-            Self::NotImplemented(d) => {
-                Problem::new(StatusCode::NOT_IMPLEMENTED, "not-implemented", d.clone())
-            }
+            Self::NotImplemented(d) => Problem::new(StatusCode::NOT_IMPLEMENTED, "not-implemented", d.clone()),
             Self::Internal(_) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -155,9 +147,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => Self::Conflict(format!(
                 "A resource with the same unique value already exists ({what})."
             )),
-            StoreError::Stale => Self::Conflict(
-                "The resource changed while this request ran; read it again and retry.".into(),
-            ),
+            StoreError::Stale => {
+                Self::Conflict("The resource changed while this request ran; read it again and retry.".into())
+            }
             other => Self::Internal(format!("store: {other}")),
         }
     }
@@ -169,8 +161,7 @@ impl IntoResponse for ApiError {
             tracing::error!(cause = %cause, "internal error");
         }
         let problem = self.problem();
-        let status =
-            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut res = status.into_response();
         if matches!(self, Self::Unauthorized(_)) {
             res.headers_mut().insert(

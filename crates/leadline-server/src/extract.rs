@@ -10,7 +10,10 @@ use leadline_store::Scoped;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
+use leadline_core::audit::ActorType;
+
 use crate::app::AppState;
+use crate::effects::Effects;
 use crate::error::ApiError;
 
 /// Largest accepted body.
@@ -77,12 +80,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let inner = e.inner();
             if inner.is_data() {
                 let pointer = to_pointer(&e.path().to_string());
-                Err(ApiError::Validation(
-                    leadline_core::ValidationErrors::single(
-                        pointer,
-                        strip_position(&inner.to_string()),
-                    ),
-                ))
+                Err(ApiError::Validation(leadline_core::ValidationErrors::single(
+                    pointer,
+                    strip_position(&inner.to_string()),
+                )))
             } else {
                 Err(ApiError::BadRequest(format!(
                     "The body is not valid JSON: {}.",
@@ -154,12 +155,13 @@ where
         let given = parts
             .headers
             .get("x-admin-key")
-            .ok_or(ApiError::Unauthorized(
-                "This route needs the X-Admin-Key header.",
-            ))?;
+            .ok_or(ApiError::Unauthorized("This route needs the X-Admin-Key header."))?;
         // Compare hashes, so the comparison takes the same time whatever the length.
         let given = sha2_digest(given.as_bytes());
         if bool::from(given.ct_eq(&state.admin_key_hash)) {
+            if let Some(fx) = parts.extensions.get::<Effects>() {
+                fx.set_actor(ActorType::Admin, Some("admin".into()), None);
+            }
             Ok(Admin)
         } else {
             Err(ApiError::Unauthorized("The admin key is not valid."))
@@ -196,12 +198,9 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let state = AppState::from_ref(state);
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "This route needs `Authorization: Bearer <key>`.",
-            ))?;
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or(ApiError::Unauthorized(
+            "This route needs `Authorization: Bearer <key>`.",
+        ))?;
         let token = header
             .to_str()
             .ok()
@@ -222,6 +221,13 @@ where
             return Err(ApiError::Unauthorized("The API key has been revoked."));
         }
         tracing::Span::current().record("tenant_id", tracing::field::display(&tenant.id));
+        if let Some(fx) = parts.extensions.get::<Effects>() {
+            let actor = match key.kind {
+                KeyKind::Secret => ActorType::SecretKey,
+                KeyKind::Publishable => ActorType::PublishableKey,
+            };
+            fx.set_actor(actor, Some(key.id.to_string()), Some(tenant.id.clone()));
+        }
         if tenant.status == TenantStatus::Suspended {
             return Err(ApiError::Forbidden(
                 "This account is suspended; contact the operator.".into(),

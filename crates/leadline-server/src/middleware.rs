@@ -57,7 +57,9 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, v);
     }
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    crate::metrics::record_request(method.as_str(), &route, status.as_u16(), elapsed);
+    let latency_ms = elapsed * 1000.0;
     span.in_scope(|| {
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), latency_ms, "request failed");
@@ -73,9 +75,7 @@ fn render_problem(res: Response, request_id: &str, route: &str, path: &str) -> R
     let problem = match parts.extensions.remove::<Problem>() {
         Some(p) => p,
         // Already a problem or another body we produced on purpose.
-        None if parts.headers.get(header::CONTENT_TYPE).is_some()
-            && parts.status != StatusCode::PAYLOAD_TOO_LARGE =>
-        {
+        None if parts.headers.get(header::CONTENT_TYPE).is_some() && parts.status != StatusCode::PAYLOAD_TOO_LARGE => {
             return Response::from_parts(parts, body);
         }
         None => Problem::for_status(parts.status),

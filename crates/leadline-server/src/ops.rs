@@ -7,7 +7,10 @@ use leadline_core::id::{ApiKeyId, TenantId};
 use leadline_core::tenant::{NewTenantRequest, Tenant, TenantPatch};
 use leadline_store::Store;
 
+use axum::http::StatusCode;
+
 use crate::clock;
+use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult};
 
 /// A created tenant with its first keys (plaintexts shown once).
@@ -21,7 +24,7 @@ pub struct CreatedTenant {
 }
 
 /// Creates a tenant with one secret and one publishable key, in one transaction.
-pub async fn create_tenant(store: &dyn Store, req: NewTenantRequest) -> ApiResult<CreatedTenant> {
+pub async fn create_tenant(fx: &Effects, store: &dyn Store, req: NewTenantRequest) -> ApiResult<CreatedTenant> {
     let now = clock::now();
     let tenant = req.into_tenant(now)?;
     let secret = api_key::issue(&tenant.id, KeyKind::Secret, now);
@@ -30,12 +33,22 @@ pub async fn create_tenant(store: &dyn Store, req: NewTenantRequest) -> ApiResul
     cs.push(Change::InsertTenant(tenant.clone()))
         .push(Change::InsertApiKey(secret.key.clone()))
         .push(Change::InsertApiKey(publishable.key.clone()));
-    store.commit(cs).await.map_err(|e| match e {
-        leadline_store::StoreError::Conflict(_) => {
-            ApiError::Conflict(format!("The slug {:?} is taken.", tenant.slug))
-        }
-        e => e.into(),
-    })?;
+    fx.set_tenant(&tenant.id);
+    fx.set_resource(&tenant.id);
+    fx.set_details(serde_json::json!({"name": tenant.name, "slug": tenant.slug}));
+    // The answer stored for an idempotent replay must not hold the keys: a replay
+    // shows their prefixes, as any later read does.
+    let view = serde_json::json!({
+        "tenant": tenant,
+        "secret_key": format!("{}...", secret.key.prefix),
+        "publishable_key": format!("{}...", publishable.key.prefix),
+    });
+    fx.commit(store, cs, StatusCode::CREATED, move |_| view)
+        .await
+        .map_err(|e| match e {
+            ApiError::Conflict(_) => ApiError::Conflict(format!("The slug {:?} is taken.", tenant.slug)),
+            e => e,
+        })?;
     Ok(CreatedTenant {
         tenant,
         secret,
@@ -50,29 +63,42 @@ pub async fn tenant(store: &dyn Store, id: &str) -> ApiResult<Tenant> {
 }
 
 /// Changes a tenant's name, status or settings.
-pub async fn patch_tenant(store: &dyn Store, id: &str, patch: TenantPatch) -> ApiResult<Tenant> {
+pub async fn patch_tenant(fx: &Effects, store: &dyn Store, id: &str, patch: TenantPatch) -> ApiResult<Tenant> {
     let current = tenant(store, id).await?;
+    fx.set_tenant(&current.id);
+    fx.set_resource(&current.id);
     let next = patch.apply(&current, clock::now())?;
-    store
-        .commit(ChangeSet::one(Change::UpdateTenant(next.clone())))
-        .await?;
-    Ok(next)
+    fx.set_details(serde_json::json!({"status": next.status}));
+    let out = next.clone();
+    fx.commit(
+        store,
+        ChangeSet::one(Change::UpdateTenant(next)),
+        StatusCode::OK,
+        move |_| out,
+    )
+    .await
 }
 
 /// Issues a key for a tenant.
-pub async fn issue_key(store: &dyn Store, tenant_id: &str, kind: KeyKind) -> ApiResult<IssuedKey> {
+pub async fn issue_key(fx: &Effects, store: &dyn Store, tenant_id: &str, kind: KeyKind) -> ApiResult<IssuedKey> {
     let t = tenant(store, tenant_id).await?;
+    fx.set_tenant(&t.id);
     let issued = api_key::issue(&t.id, kind, clock::now());
-    store
-        .commit(ChangeSet::one(Change::InsertApiKey(issued.key.clone())))
-        .await?;
+    fx.set_resource(&issued.key.id);
+    fx.set_details(serde_json::json!({"kind": kind}));
+    // As for tenant creation, a replay shows the key's prefix, never the key.
+    let mut view = serde_json::to_value(&issued.key).unwrap_or_default();
+    view["key"] = format!("{}...", issued.key.prefix).into();
+    let cs = ChangeSet::one(Change::InsertApiKey(issued.key.clone()));
+    fx.commit(store, cs, StatusCode::CREATED, move |_| view).await?;
     Ok(issued)
 }
 
 /// Revokes a key of a tenant (revoking a revoked key is a no-op); 404 when the
 /// key is not that tenant's.
-pub async fn revoke_key(store: &dyn Store, tenant_id: &str, key_id: &str) -> ApiResult<ApiKey> {
+pub async fn revoke_key(fx: &Effects, store: &dyn Store, tenant_id: &str, key_id: &str) -> ApiResult<ApiKey> {
     let t = tenant(store, tenant_id).await?;
+    fx.set_tenant(&t.id);
     let key_id = ApiKeyId::parse(key_id).map_err(|_| ApiError::NotFound)?;
     let mut key = store
         .list_api_keys(&t.id)

@@ -9,8 +9,7 @@ use crate::config::LogFormat;
 /// Installs the global subscriber (once; later calls do nothing). `RUST_LOG`
 /// overrides the default filter.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,

@@ -23,11 +23,7 @@ async fn admin_key_is_required(b: Backend) {
         (Method::GET, "/admin/tenants/ten_01jd6c8m2f0000000000000000"),
     ] {
         problem(
-            app.client
-                .request(m.clone(), app.url(p))
-                .send()
-                .await
-                .expect("send"),
+            app.client.request(m.clone(), app.url(p)).send().await.expect("send"),
             401,
         )
         .await;
@@ -36,10 +32,7 @@ async fn admin_key_is_required(b: Backend) {
             .request(m.clone(), app.url(p))
             .header("X-Admin-Key", format!("{ADMIN_KEY}x"));
         problem(wrong.send().await.expect("send"), 401).await;
-        let short = app
-            .client
-            .request(m, app.url(p))
-            .header("X-Admin-Key", &ADMIN_KEY[..5]);
+        let short = app.client.request(m, app.url(p)).header("X-Admin-Key", &ADMIN_KEY[..5]);
         problem(short.send().await.expect("send"), 401).await;
     }
     // A tenant key is not an admin key.
@@ -77,10 +70,7 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
     assert_eq!(t["status"], "active");
     assert_eq!(t["settings"]["vat_percent"], "13");
     assert_eq!(t["settings"]["company_name"], "Aegean Blue Charters");
-    assert_eq!(
-        t["settings"]["notification_emails"],
-        json!(["ops@aegean.example"])
-    );
+    assert_eq!(t["settings"]["notification_emails"], json!(["ops@aegean.example"]));
     assert_eq!(t["settings"]["auto_reply_enabled"], true);
     assert_eq!(t["settings"]["quote_validity_days"], 7);
     assert!(
@@ -137,10 +127,7 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
     assert_eq!(page["data"].as_array().map(Vec::len), Some(2));
     let next = page["next_cursor"].as_str().expect("more");
     let page2: Value = app
-        .admin(
-            Method::GET,
-            &format!("/admin/tenants?limit=2&cursor={next}"),
-        )
+        .admin(Method::GET, &format!("/admin/tenants?limit=2&cursor={next}"))
         .send()
         .await
         .expect("send")
@@ -161,10 +148,7 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
     let v: Value = res.json().await.expect("json");
     assert_eq!(v["name"], "Aegean Blue");
     assert_eq!(v["settings"]["quote_validity_days"], 14);
-    assert_eq!(
-        v["settings"]["vat_percent"], "13",
-        "untouched settings stay"
-    );
+    assert_eq!(v["settings"]["vat_percent"], "13", "untouched settings stay");
     let read: Value = app
         .admin(Method::GET, &format!("/admin/tenants/{id}"))
         .send()
@@ -371,10 +355,7 @@ async fn conventions_request_ids_and_error_documents(b: Backend) {
         .send()
         .await
         .expect("send");
-    let rid = res.headers()["x-request-id"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let rid = res.headers()["x-request-id"].to_str().expect("ascii").to_owned();
     assert!(rid.starts_with("req_"), "{rid}");
     let res = app
         .client
@@ -391,11 +372,7 @@ async fn conventions_request_ids_and_error_documents(b: Backend) {
     );
     // Unknown routes and methods are problems too.
     let p = problem(
-        app.client
-            .get(app.url("/v1/nothing-here"))
-            .send()
-            .await
-            .expect("send"),
+        app.client.get(app.url("/v1/nothing-here")).send().await.expect("send"),
         404,
     )
     .await;
@@ -423,19 +400,9 @@ async fn conventions_request_ids_and_error_documents(b: Backend) {
 
 async fn health_readiness_and_openapi(b: Backend) {
     let app = TestApp::spawn(b).await;
-    let res = app
-        .client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("send");
+    let res = app.client.get(app.url("/healthz")).send().await.expect("send");
     assert_eq!(res.status(), 200);
-    let res = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("send");
+    let res = app.client.get(app.url("/readyz")).send().await.expect("send");
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.expect("json")["status"], "ok");
     let doc: Value = app
@@ -447,11 +414,7 @@ async fn health_readiness_and_openapi(b: Backend) {
         .json()
         .await
         .expect("json");
-    assert!(
-        doc["openapi"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("3.1"))
-    );
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
     let paths = doc["paths"].as_object().expect("paths");
     for p in [
         "/v1/leads",
@@ -470,10 +433,7 @@ async fn health_readiness_and_openapi(b: Backend) {
         assert!(doc["paths"]["/v1/leads"][m].is_object(), "{m} /v1/leads");
     }
     for m in ["get", "patch", "delete"] {
-        assert!(
-            doc["paths"]["/v1/leads/{id}"][m].is_object(),
-            "{m} /v1/leads/{{id}}"
-        );
+        assert!(doc["paths"]["/v1/leads/{id}"][m].is_object(), "{m} /v1/leads/{{id}}");
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
     assert!(doc["components"]["schemas"]["NewLeadRequest"].is_object());

@@ -54,17 +54,11 @@ fn start_demo(data_dir: &std::path::Path) -> Demo {
         let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
             continue;
         };
-        let word = |prefix: &str| {
-            line.trim()
-                .strip_prefix(prefix)
-                .map(|r| r.trim().to_owned())
-        };
+        let word = |prefix: &str| line.trim().strip_prefix(prefix).map(|r| r.trim().to_owned());
         if let Some(v) = word("Leadline is running at") {
             base = Some(v);
         } else if let Some(v) = word("Demo company:") {
-            tenant = v
-                .rsplit_once('(')
-                .map(|(_, id)| id.trim_end_matches(')').to_owned());
+            tenant = v.rsplit_once('(').map(|(_, id)| id.trim_end_matches(')').to_owned());
         } else if let Some(v) = word("secret key:") {
             sk = Some(v);
         } else if let Some(v) = word("publishable key:") {
@@ -101,10 +95,7 @@ fn sigterm_and_wait(mut child: Child) -> (std::process::ExitStatus, String) {
             }
             return (s, err);
         }
-        assert!(
-            Instant::now() < deadline,
-            "leadline did not stop after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "leadline did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -127,18 +118,11 @@ async fn demo_serves_the_printed_curl_line_and_stops_cleanly_on_sigterm() {
     let lead: Value = res.json().await.expect("json");
     // The admin key was generated into a private file and works.
     let key_file = dir.path().join("admin.key");
-    let admin_key = std::fs::read_to_string(&key_file)
-        .expect("admin.key")
-        .trim()
-        .to_owned();
+    let admin_key = std::fs::read_to_string(&key_file).expect("admin.key").trim().to_owned();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&key_file)
-            .expect("meta")
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = std::fs::metadata(&key_file).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
     let res = client
@@ -149,23 +133,16 @@ async fn demo_serves_the_printed_curl_line_and_stops_cleanly_on_sigterm() {
         .expect("send");
     assert_eq!(res.status(), 200);
     let (status, logs) = sigterm_and_wait(demo.child);
-    assert!(
-        status.success(),
-        "exit 0 after SIGTERM, got {status:?}; logs: {logs}"
-    );
+    assert!(status.success(), "exit 0 after SIGTERM, got {status:?}; logs: {logs}");
     assert!(logs.contains("shutting down"));
     assert!(!logs.contains(&admin_key), "the admin key is never logged");
     assert!(
         !logs.contains(&demo.sk) && !logs.contains(&demo.pk),
         "API keys are never logged"
     );
-    assert!(
-        !logs.contains("maria@example.com"),
-        "lead emails are never logged"
-    );
+    assert!(!logs.contains("maria@example.com"), "lead emails are never logged");
     for line in logs.lines() {
-        serde_json::from_str::<Value>(line)
-            .unwrap_or_else(|_| panic!("every log line is JSON: {line}"));
+        serde_json::from_str::<Value>(line).unwrap_or_else(|_| panic!("every log line is JSON: {line}"));
     }
 
     // A second start on the same data: same company, fresh keys, the lead is there.
@@ -173,11 +150,7 @@ async fn demo_serves_the_printed_curl_line_and_stops_cleanly_on_sigterm() {
     assert_eq!(again.tenant, demo.tenant);
     assert_ne!(again.sk, demo.sk);
     let res = client
-        .get(format!(
-            "{}/v1/leads/{}",
-            again.base,
-            lead["id"].as_str().expect("id")
-        ))
+        .get(format!("{}/v1/leads/{}", again.base, lead["id"].as_str().expect("id")))
         .bearer_auth(&again.sk)
         .send()
         .await
@@ -235,22 +208,10 @@ async fn management_commands(b: Backend) {
         created["tenant"]["settings"]["notification_emails"][0],
         "ops@ionian.example"
     );
-    assert!(
-        created["secret_key"]
-            .as_str()
-            .is_some_and(|k| k.starts_with("sk_"))
-    );
-    let (ok, out, _) = run(
-        dir.path(),
-        &db.url,
-        &["tenant", "create", "--name", "Ionian Sails"],
-    );
+    assert!(created["secret_key"].as_str().is_some_and(|k| k.starts_with("sk_")));
+    let (ok, out, _) = run(dir.path(), &db.url, &["tenant", "create", "--name", "Ionian Sails"]);
     assert!(!ok && out.is_empty(), "duplicate slug refused");
-    let (ok, out, _) = run(
-        dir.path(),
-        &db.url,
-        &["key", "issue", &id, "--kind", "publishable"],
-    );
+    let (ok, out, _) = run(dir.path(), &db.url, &["key", "issue", &id, "--kind", "publishable"]);
     assert!(ok);
     let (key_id, key) = out.trim().split_once('\t').expect("id and key");
     assert!(key.starts_with("pk_") && key_id.starts_with("key_"));
@@ -293,10 +254,7 @@ fn check_config_names_the_bad_setting() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("LEADLINE_RETRY_BASE_DELAY"), "{err}");
-    let out = leadline(dir.path())
-        .arg("check-config")
-        .output()
-        .expect("run");
+    let out = leadline(dir.path()).arg("check-config").output().expect("run");
     assert!(out.status.success());
     let out = leadline(dir.path())
         .env("PORT", "99999")
@@ -313,8 +271,6 @@ fn openapi_command_prints_the_served_document() {
     let out = leadline(dir.path()).arg("openapi").output().expect("run");
     assert!(out.status.success());
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let served: Value =
-        serde_json::from_str(&leadline_server::http::openapi().to_json().expect("json"))
-            .expect("json");
+    let served: Value = serde_json::from_str(&leadline_server::http::openapi().to_json().expect("json")).expect("json");
     assert_eq!(doc, served);
 }

@@ -29,10 +29,7 @@ async fn capture_stores_every_field(b: Backend) {
     assert_eq!(lead["phone"], "+30 694 123 4567");
     assert_eq!(lead["phone_e164"], "+306941234567");
     assert_eq!(lead["guests"], json!({"adults": 6, "children": 2}));
-    assert_eq!(
-        lead["budget"],
-        json!({"amount": 2500000, "currency": "EUR"})
-    );
+    assert_eq!(lead["budget"], json!({"amount": 2500000, "currency": "EUR"}));
     assert_eq!(lead["utm"]["campaign"], "summer");
     assert_eq!(lead["yacht_type"], "catamaran");
     assert_eq!(lead["duplicate_of"], Value::Null);
@@ -57,8 +54,7 @@ async fn duplicates_are_marked_not_refused(b: Backend) {
     assert_eq!(second["duplicate_of"], first["id"]);
     // Other dates: not a duplicate.
     let mut other = lead_body("maria@example.com");
-    other["charter_to"] =
-        json!((chrono::Utc::now().date_naive() + chrono::Duration::days(380)).to_string());
+    other["charter_to"] = json!((chrono::Utc::now().date_naive() + chrono::Duration::days(380)).to_string());
     let third = app.lead(&t, other).await;
     assert_eq!(third["duplicate_of"], Value::Null);
     // Another tenant's identical lead is not a duplicate.
@@ -116,11 +112,7 @@ async fn bad_lead_bodies_get_problems_and_store_nothing(b: Backend) {
             422,
             "/charter_to",
         ),
-        (
-            with(&|v| v["charter_from"] = json!("2027-02-30")),
-            422,
-            "/charter_from",
-        ),
+        (with(&|v| v["charter_from"] = json!("2027-02-30")), 422, "/charter_from"),
         (
             with(&|v| v["guests"] = json!({"adults": 0, "children": 0})),
             422,
@@ -131,26 +123,10 @@ async fn bad_lead_bodies_get_problems_and_store_nothing(b: Backend) {
             422,
             "/guests",
         ),
-        (
-            with(&|v| v["guests"] = json!({"adults": -1})),
-            422,
-            "/guests/adults",
-        ),
-        (
-            with(&|v| v["message"] = json!("m".repeat(5001))),
-            422,
-            "/message",
-        ),
-        (
-            with(&|v| v["yacht_type"] = json!("canoe")),
-            422,
-            "/yacht_type",
-        ),
-        (
-            with(&|v| v["charter_type"] = json!("party")),
-            422,
-            "/charter_type",
-        ),
+        (with(&|v| v["guests"] = json!({"adults": -1})), 422, "/guests/adults"),
+        (with(&|v| v["message"] = json!("m".repeat(5001))), 422, "/message"),
+        (with(&|v| v["yacht_type"] = json!("canoe")), 422, "/yacht_type"),
+        (with(&|v| v["charter_type"] = json!("party")), 422, "/charter_type"),
         (
             with(&|v| v["budget"] = json!({"amount": 12.5, "currency": "EUR"})),
             422,
@@ -167,11 +143,7 @@ async fn bad_lead_bodies_get_problems_and_store_nothing(b: Backend) {
             "/budget/amount",
         ),
         (with(&|v| v["yacht_id"] = json!("boat_1")), 422, "/yacht_id"),
-        (
-            with(&|v| v["locale"] = json!("english please")),
-            422,
-            "/locale",
-        ),
+        (with(&|v| v["locale"] = json!("english please")), 422, "/locale"),
         (
             with(&|v| v["consent"] = json!({"privacy_policy": false})),
             422,
@@ -184,11 +156,7 @@ async fn bad_lead_bodies_get_problems_and_store_nothing(b: Backend) {
             422,
             "/consent/privacy_policy",
         ),
-        (
-            with(&|v| v["emial"] = json!("typo@example.com")),
-            422,
-            "/emial",
-        ),
+        (with(&|v| v["emial"] = json!("typo@example.com")), 422, "/emial"),
         (with(&|v| v["utm"]["sorce"] = json!("x")), 422, "/utm/sorce"),
     ];
     for (body, status, pointer) in cases {
@@ -256,12 +224,7 @@ async fn list_filters_and_pagination(b: Backend) {
         let mut body = lead_body(&format!("client{i}@example.com"));
         body["name"] = json!(format!("Client Number{i}"));
         body["phone"] = json!(format!("+44 7700 90012{i}"));
-        ids.push(
-            app.lead(&t, body).await["id"]
-                .as_str()
-                .expect("id")
-                .to_owned(),
-        );
+        ids.push(app.lead(&t, body).await["id"].as_str().expect("id").to_owned());
     }
     // Pages of 3, newest first, covering every lead once.
     let mut seen = Vec::new();
@@ -281,10 +244,7 @@ async fn list_filters_and_pagination(b: Backend) {
             .expect("json");
         let data = v["data"].as_array().expect("data");
         assert!(data.len() <= 3);
-        seen.extend(
-            data.iter()
-                .map(|l| l["id"].as_str().expect("id").to_owned()),
-        );
+        seen.extend(data.iter().map(|l| l["id"].as_str().expect("id").to_owned()));
         match v["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
@@ -297,14 +257,7 @@ async fn list_filters_and_pagination(b: Backend) {
     let count = |v: Value| v["data"].as_array().map(Vec::len).unwrap_or(usize::MAX);
     let get = |path: String| {
         let req = app.with_key(Method::GET, &path, &t.sk);
-        async move {
-            req.send()
-                .await
-                .expect("send")
-                .json::<Value>()
-                .await
-                .expect("json")
-        }
+        async move { req.send().await.expect("send").json::<Value>().await.expect("json") }
     };
     assert_eq!(
         count(get("/v1/leads?q=number3".into()).await),
@@ -316,11 +269,7 @@ async fn list_filters_and_pagination(b: Backend) {
         1,
         "email search"
     );
-    assert_eq!(
-        count(get("/v1/leads?q=900126".into()).await),
-        1,
-        "phone digits search"
-    );
+    assert_eq!(count(get("/v1/leads?q=900126".into()).await), 1, "phone digits search");
     assert_eq!(
         count(get("/v1/leads?q=%25".into()).await),
         0,
@@ -328,16 +277,9 @@ async fn list_filters_and_pagination(b: Backend) {
     );
     assert_eq!(count(get("/v1/leads?status=new".into()).await), 7);
     assert_eq!(count(get("/v1/leads?status=won".into()).await), 0);
-    let future = (chrono::Utc::now() + chrono::Duration::hours(1))
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    assert_eq!(
-        count(get(format!("/v1/leads?created_after={future}")).await),
-        0
-    );
-    assert_eq!(
-        count(get(format!("/v1/leads?created_before={future}")).await),
-        7
-    );
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(count(get(format!("/v1/leads?created_after={future}")).await), 0);
+    assert_eq!(count(get(format!("/v1/leads?created_before={future}")).await), 7);
     assert_eq!(
         count(get("/v1/leads?yacht_id=yacht_01jd6c8m2f0000000000000000".into()).await),
         0
@@ -371,10 +313,7 @@ async fn pipeline_moves_and_illegal_moves(b: Backend) {
     let patch = |body: Value| app.with_key(Method::PATCH, &path, &t.sk).json(&body).send();
     // new → won is not allowed.
     let p = problem(patch(json!({"status": "won"})).await.expect("send"), 409).await;
-    assert!(
-        p["detail"].as_str().is_some_and(|d| d.contains("new")),
-        "{p}"
-    );
+    assert!(p["detail"].as_str().is_some_and(|d| d.contains("new")), "{p}");
     for (to, ok) in [
         ("contacted", true),
         ("quoted", true),
@@ -392,7 +331,9 @@ async fn pipeline_moves_and_illegal_moves(b: Backend) {
             problem(res, 409).await;
         }
     }
-    let res = patch(json!({"assigned_to": "Nikos", "notes": "VIP\nrepeat client", "tags": ["vip", "repeat", "vip"]})).await.expect("send");
+    let res = patch(json!({"assigned_to": "Nikos", "notes": "VIP\nrepeat client", "tags": ["vip", "repeat", "vip"]}))
+        .await
+        .expect("send");
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.expect("json");
     assert_eq!(v["tags"], json!(["vip", "repeat"]));
@@ -405,18 +346,8 @@ async fn pipeline_moves_and_illegal_moves(b: Backend) {
         .expect("json");
     assert_eq!(v["assigned_to"], Value::Null);
     assert_eq!(v["notes"], "VIP\nrepeat client");
-    problem(
-        patch(json!({"tags": ["x".repeat(51)]}))
-            .await
-            .expect("send"),
-        422,
-    )
-    .await;
-    problem(
-        patch(json!({"status": "archived"})).await.expect("send"),
-        422,
-    )
-    .await;
+    problem(patch(json!({"tags": ["x".repeat(51)]})).await.expect("send"), 422).await;
+    problem(patch(json!({"status": "archived"})).await.expect("send"), 422).await;
     problem(patch(json!({"name": "new name"})).await.expect("send"), 422).await;
     // Lost may reopen.
     let id2 = app.lead(&t, lead_body("nikos@example.com")).await["id"]
@@ -444,10 +375,7 @@ async fn erasure_removes_personal_data(b: Backend) {
     let mut other = lead_body("nikos@example.com");
     other["name"] = json!("Nikos Pappas");
     other["phone"] = json!("+30 210 555 0100");
-    let keep = app.lead(&t, other).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let keep = app.lead(&t, other).await["id"].as_str().expect("id").to_owned();
     let res = app
         .with_key(Method::DELETE, &format!("/v1/leads/{id}"), &t.sk)
         .send()
@@ -477,9 +405,7 @@ async fn erasure_removes_personal_data(b: Backend) {
         .await;
     assert_eq!(row, vec!["[erased]|erased@erased.invalid|".to_owned()]);
     let all = app
-        .raw_text(
-            "SELECT name || email || COALESCE(phone, '') || COALESCE(phone_e164, '') FROM leads",
-        )
+        .raw_text("SELECT name || email || COALESCE(phone, '') || COALESCE(phone_e164, '') FROM leads")
         .await
         .join(" ");
     assert!(
@@ -505,10 +431,7 @@ async fn other_tenants_get_404_and_change_nothing(b: Backend) {
     let id = lead["id"].as_str().expect("id");
     let path = format!("/v1/leads/{id}");
     problem(
-        app.with_key(Method::GET, &path, &b_.sk)
-            .send()
-            .await
-            .expect("send"),
+        app.with_key(Method::GET, &path, &b_.sk).send().await.expect("send"),
         404,
     )
     .await;
@@ -522,31 +445,21 @@ async fn other_tenants_get_404_and_change_nothing(b: Backend) {
     )
     .await;
     problem(
-        app.with_key(Method::DELETE, &path, &b_.sk)
-            .send()
-            .await
-            .expect("send"),
+        app.with_key(Method::DELETE, &path, &b_.sk).send().await.expect("send"),
         404,
     )
     .await;
     // The 404 for another tenant's lead is the 404 of a lead that never existed.
     let missing = problem(
-        app.with_key(
-            Method::GET,
-            "/v1/leads/lead_01jd6c8m2f0000000000000000",
-            &b_.sk,
-        )
-        .send()
-        .await
-        .expect("send"),
+        app.with_key(Method::GET, "/v1/leads/lead_01jd6c8m2f0000000000000000", &b_.sk)
+            .send()
+            .await
+            .expect("send"),
         404,
     )
     .await;
     let theirs = problem(
-        app.with_key(Method::GET, &path, &b_.sk)
-            .send()
-            .await
-            .expect("send"),
+        app.with_key(Method::GET, &path, &b_.sk).send().await.expect("send"),
         404,
     )
     .await;
@@ -590,14 +503,10 @@ async fn other_tenants_get_404_and_change_nothing(b: Backend) {
     )
     .await;
     problem(
-        app.with_key(
-            Method::GET,
-            "/v1/leads/ten_01jd6c8m2f0000000000000000",
-            &a.sk,
-        )
-        .send()
-        .await
-        .expect("send"),
+        app.with_key(Method::GET, "/v1/leads/ten_01jd6c8m2f0000000000000000", &a.sk)
+            .send()
+            .await
+            .expect("send"),
         404,
     )
     .await;
@@ -653,13 +562,7 @@ async fn publishable_keys_only_capture(b: Backend) {
     };
     problem(post(None).await.expect("send"), 403).await;
     problem(post(Some("https://evil.example")).await.expect("send"), 403).await;
-    assert_eq!(
-        post(Some("https://charter.example"))
-            .await
-            .expect("send")
-            .status(),
-        201
-    );
+    assert_eq!(post(Some("https://charter.example")).await.expect("send").status(), 201);
     // The secret key is not bound to origins (it is for servers).
     assert_eq!(
         app.with_key(Method::POST, "/v1/leads", &t.sk)
@@ -684,23 +587,12 @@ async fn revoked_and_suspended_keys(b: Backend) {
         &format!("{}x", t.sk),
     ] {
         problem(
-            app.with_key(Method::GET, "/v1/leads", key)
-                .send()
-                .await
-                .expect("send"),
+            app.with_key(Method::GET, "/v1/leads", key).send().await.expect("send"),
             401,
         )
         .await;
     }
-    problem(
-        app.client
-            .get(app.url("/v1/leads"))
-            .send()
-            .await
-            .expect("send"),
-        401,
-    )
-    .await;
+    problem(app.client.get(app.url("/v1/leads")).send().await.expect("send"), 401).await;
     // A second key, then revoke the first: refused at once, the second still works.
     let res = app
         .admin(Method::POST, &format!("/admin/tenants/{}/keys", t.id))
@@ -722,8 +614,7 @@ async fn revoked_and_suspended_keys(b: Backend) {
     let keys = tv["keys"].as_array().expect("keys");
     assert_eq!(keys.len(), 3);
     assert!(
-        keys.iter()
-            .all(|k| k.get("key").is_none() && k.get("hash").is_none()),
+        keys.iter().all(|k| k.get("key").is_none() && k.get("hash").is_none()),
         "keys are never shown again"
     );
     let first_id = keys
@@ -749,10 +640,7 @@ async fn revoked_and_suspended_keys(b: Backend) {
         200
     );
     let res = app
-        .admin(
-            Method::DELETE,
-            &format!("/admin/tenants/{}/keys/{first_id}", t.id),
-        )
+        .admin(Method::DELETE, &format!("/admin/tenants/{}/keys/{first_id}", t.id))
         .send()
         .await
         .expect("send");
@@ -786,13 +674,10 @@ async fn revoked_and_suspended_keys(b: Backend) {
         .expect("json");
     let their_key = uv["keys"][0]["id"].as_str().expect("key id").to_owned();
     problem(
-        app.admin(
-            Method::DELETE,
-            &format!("/admin/tenants/{}/keys/{their_key}", t.id),
-        )
-        .send()
-        .await
-        .expect("send"),
+        app.admin(Method::DELETE, &format!("/admin/tenants/{}/keys/{their_key}", t.id))
+            .send()
+            .await
+            .expect("send"),
         404,
     )
     .await;
@@ -814,18 +699,11 @@ async fn revoked_and_suspended_keys(b: Backend) {
         .expect("send");
     assert_eq!(res.status(), 200);
     let p = problem(
-        app.with_key(Method::GET, "/v1/leads", &sk2)
-            .send()
-            .await
-            .expect("send"),
+        app.with_key(Method::GET, "/v1/leads", &sk2).send().await.expect("send"),
         403,
     )
     .await;
-    assert!(
-        p["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("suspended"))
-    );
+    assert!(p["detail"].as_str().is_some_and(|d| d.contains("suspended")));
     problem(
         app.with_key(Method::POST, "/v1/leads", &t.pk)
             .json(&lead_body("a@example.com"))

@@ -17,9 +17,7 @@ pub(crate) fn enum_text<T: serde::Serialize>(v: &T) -> Option<String> {
 }
 
 /// Stored text back to a serde enum.
-pub(crate) fn text_enum<T: serde::de::DeserializeOwned>(
-    s: Option<String>,
-) -> crate::Result<Option<T>> {
+pub(crate) fn text_enum<T: serde::de::DeserializeOwned>(s: Option<String>) -> crate::Result<Option<T>> {
     s.map(|s| {
         serde_json::from_value(serde_json::Value::String(s.clone()))
             .map_err(|_| crate::StoreError::Corrupt(format!("enum value {s:?}")))
@@ -51,17 +49,18 @@ pub(crate) const LEAD_COLUMNS: &str = "id, tenant_id, status, name, email, phone
     budget_amount, budget_currency, experience, message, locale, source, utm, consent_privacy, \
     consent_marketing, assigned_to, notes, tags, duplicate_of, created_at, updated_at, version, erased_at";
 
-pub(crate) const TENANT_COLUMNS: &str =
-    "id, name, slug, status, settings, created_at, updated_at, version";
-pub(crate) const KEY_COLUMNS: &str =
-    "id, tenant_id, kind, prefix, key_hash, created_at, revoked_at";
+pub(crate) const TENANT_COLUMNS: &str = "id, name, slug, status, settings, created_at, updated_at, version";
+pub(crate) const KEY_COLUMNS: &str = "id, tenant_id, kind, prefix, key_hash, created_at, revoked_at";
 
 /// Expands the shared queries in a backend module that defines `Db` (the sqlx
 /// database), `Conn` (its connection) and `async fn lock_dedupe(&mut Conn, &str)`.
 macro_rules! common_queries {
     () => {
         use leadline_core::api_key::{ApiKey, KeyKind};
-        use leadline_core::change::Change;
+        use leadline_core::audit::{ActorType, AuditEntry, AuditFilter, AuditScope};
+        use leadline_core::change::{Change, ChangeSet, IdempotentResponse};
+        use leadline_core::id::AuditId;
+        use $crate::{ClaimOutcome, IdempotencyClaim};
         use leadline_core::id::{ApiKeyId, LeadId, TenantId, YachtId};
         use leadline_core::lead::{Consent, Guests, Lead, LeadFilter, LeadStatus, Utm};
         use leadline_core::money::{Currency, Money};
@@ -207,6 +206,99 @@ macro_rules! common_queries {
                 .bind(l.dedupe_key())
         }
 
+        fn audit_from_row(r: &DbRow) -> $crate::Result<AuditEntry> {
+            let actor: String = r.try_get("actor_type")?;
+            let tenant: Option<String> = r.try_get("tenant_id")?;
+            let status: i64 = r.try_get("status")?;
+            let Json(details): Json<serde_json::Value> = r.try_get("details")?;
+            Ok(AuditEntry {
+                id: AuditId::from_trusted(r.try_get("id")?),
+                tenant_id: tenant.map(TenantId::from_trusted),
+                at: r.try_get("at")?,
+                actor_type: ActorType::from_db(&actor).ok_or_else(|| corrupt("actor type"))?,
+                actor_id: r.try_get("actor_id")?,
+                action: r.try_get("action")?,
+                resource_type: r.try_get("resource_type")?,
+                resource_id: r.try_get("resource_id")?,
+                request_id: r.try_get("request_id")?,
+                ip: r.try_get("ip")?,
+                user_agent: r.try_get("user_agent")?,
+                status: u16::try_from(status).map_err(|_| corrupt("audit status"))?,
+                details,
+            })
+        }
+
+        /// Claims an idempotency record inside the caller's transaction;
+        /// `for_update` locks the row where the backend needs it.
+        async fn claim_in(conn: &mut Conn, c: &IdempotencyClaim, for_update: &str) -> $crate::Result<ClaimOutcome> {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (scope, key, method, path, fingerprint, state, locked_until, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'in_flight', $6, $7, $8) ON CONFLICT (scope, key) DO NOTHING",
+            )
+            .bind(&c.scope)
+            .bind(&c.key)
+            .bind(&c.method)
+            .bind(&c.path)
+            .bind(&c.fingerprint)
+            .bind(c.locked_until)
+            .bind(c.now)
+            .bind(c.expires_at)
+            .execute(&mut *conn)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                return Ok(ClaimOutcome::Claimed);
+            }
+            let sql = format!(
+                "SELECT method, path, fingerprint, state, locked_until, expires_at, response_status, \
+                 response_content_type, response_location, response_body FROM idempotency_keys \
+                 WHERE scope = $1 AND key = $2{for_update}"
+            );
+            let Some(row) = sqlx::query(&sql).bind(&c.scope).bind(&c.key).fetch_optional(&mut *conn).await? else {
+                return Ok(ClaimOutcome::InFlight);
+            };
+            let expires_at: chrono::DateTime<chrono::Utc> = row.try_get("expires_at")?;
+            let locked_until: chrono::DateTime<chrono::Utc> = row.try_get("locked_until")?;
+            let state: String = row.try_get("state")?;
+            let same = row.try_get::<String, _>("method")? == c.method
+                && row.try_get::<String, _>("path")? == c.path
+                && row.try_get::<String, _>("fingerprint")? == c.fingerprint;
+            let take_over = expires_at <= c.now || (state == "in_flight" && locked_until <= c.now && same);
+            if take_over {
+                sqlx::query(
+                    "UPDATE idempotency_keys SET method = $3, path = $4, fingerprint = $5, state = 'in_flight', \
+                     locked_until = $6, created_at = $7, expires_at = $8, response_status = NULL, \
+                     response_content_type = NULL, response_location = NULL, response_body = NULL \
+                     WHERE scope = $1 AND key = $2",
+                )
+                .bind(&c.scope)
+                .bind(&c.key)
+                .bind(&c.method)
+                .bind(&c.path)
+                .bind(&c.fingerprint)
+                .bind(c.locked_until)
+                .bind(c.now)
+                .bind(c.expires_at)
+                .execute(&mut *conn)
+                .await?;
+                return Ok(ClaimOutcome::Claimed);
+            }
+            if !same {
+                return Ok(ClaimOutcome::Mismatch);
+            }
+            if state == "in_flight" {
+                return Ok(ClaimOutcome::InFlight);
+            }
+            let status: i64 = row.try_get::<Option<i64>, _>("response_status")?.ok_or_else(|| corrupt("idempotent status"))?;
+            Ok(ClaimOutcome::Done(IdempotentResponse {
+                scope: c.scope.clone(),
+                key: c.key.clone(),
+                status: u16::try_from(status).map_err(|_| corrupt("idempotent status"))?,
+                content_type: row.try_get("response_content_type")?,
+                location: row.try_get("response_location")?,
+                body: row.try_get::<Option<Vec<u8>>, _>("response_body")?.unwrap_or_default(),
+            }))
+        }
+
         /// Applies one change inside the caller's transaction.
         async fn apply(conn: &mut Conn, change: &Change, out: &mut Committed) -> $crate::Result<()> {
             match change {
@@ -313,8 +405,88 @@ macro_rules! common_queries {
                         return Err(StoreError::Stale);
                     }
                 }
+                Change::InsertAudit(a) => {
+                    sqlx::query(
+                        "INSERT INTO audit_logs (id, tenant_id, at, actor_type, actor_id, action, resource_type, \
+                         resource_id, request_id, ip, user_agent, status, details) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    )
+                    .bind(a.id.as_str())
+                    .bind(a.tenant_id.as_ref().map(|t| t.as_str()))
+                    .bind(a.at)
+                    .bind(a.actor_type.as_str())
+                    .bind(&a.actor_id)
+                    .bind(&a.action)
+                    .bind(&a.resource_type)
+                    .bind(&a.resource_id)
+                    .bind(&a.request_id)
+                    .bind(&a.ip)
+                    .bind(&a.user_agent)
+                    .bind(i64::from(a.status))
+                    .bind(Json(&a.details))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                }
+                Change::CompleteIdempotency(r) => {
+                    sqlx::query(
+                        "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_content_type = $4, \
+                         response_location = $5, response_body = $6 WHERE scope = $1 AND key = $2 AND state = 'in_flight'",
+                    )
+                    .bind(&r.scope)
+                    .bind(&r.key)
+                    .bind(i64::from(r.status))
+                    .bind(&r.content_type)
+                    .bind(&r.location)
+                    .bind(&r.body)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                }
             }
             Ok(())
+        }
+
+        /// Applies a whole change set, its finishing writes last.
+        async fn apply_set(conn: &mut Conn, cs: ChangeSet) -> $crate::Result<Committed> {
+            let mut out = Committed::default();
+            for c in &cs.changes {
+                apply(&mut *conn, c, &mut out).await?;
+            }
+            if let Some(finish) = cs.finish {
+                for c in finish(&out) {
+                    apply(&mut *conn, &c, &mut out).await?;
+                }
+            }
+            Ok(out)
+        }
+
+        async fn q_list_audit(pool: &sqlx::Pool<Db>, f: &AuditFilter, page: &PageRequest) -> $crate::Result<Vec<AuditEntry>> {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "SELECT id, tenant_id, at, actor_type, actor_id, action, resource_type, resource_id, request_id, ip, \
+                 user_agent, status, details FROM audit_logs WHERE 1 = 1",
+            );
+            if let AuditScope::Tenant(t) = &f.scope {
+                qb.push(" AND tenant_id = ").push_bind(t.as_str().to_owned());
+            }
+            if let Some(after) = &page.after {
+                qb.push(" AND id < ").push_bind(after.clone());
+            }
+            if let Some(a) = &f.action {
+                qb.push(" AND action = ").push_bind(a.clone());
+            }
+            if let Some(t) = f.since {
+                qb.push(" AND at >= ").push_bind(t);
+            }
+            if let Some(t) = f.until {
+                qb.push(" AND at < ").push_bind(t);
+            }
+            if let Some(r) = &f.resource_id {
+                qb.push(" AND resource_id = ").push_bind(r.clone());
+            }
+            qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
+            let rows = qb.build().fetch_all(pool).await?;
+            rows.iter().map(audit_from_row).collect()
         }
 
         async fn q_get_tenant(pool: &sqlx::Pool<Db>, id: &TenantId) -> $crate::Result<Option<Tenant>> {

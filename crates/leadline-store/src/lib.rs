@@ -10,8 +10,11 @@
 //! cannot forget it.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use leadline_core::api_key::ApiKey;
+use leadline_core::audit::{AuditEntry, AuditFilter};
 use leadline_core::change::ChangeSet;
+use leadline_core::change::IdempotentResponse;
 use leadline_core::id::{LeadId, TenantId};
 use leadline_core::lead::{Lead, LeadFilter};
 use leadline_core::page::PageRequest;
@@ -60,10 +63,7 @@ impl StoreError {
             let code = d.code();
             // 23505: unique_violation; 2067/1555: SQLITE_CONSTRAINT_UNIQUE/PRIMARYKEY.
             if matches!(code.as_deref(), Some("23505") | Some("2067") | Some("1555")) {
-                let what = d
-                    .constraint()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| "unique key".into());
+                let what = d.constraint().map(str::to_owned).unwrap_or_else(|| "unique key".into());
                 return Self::Conflict(what);
             }
         }
@@ -71,11 +71,40 @@ impl StoreError {
     }
 }
 
-/// What a commit decided inside its transaction.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Committed {
-    /// New leads found to be duplicates: (lead, earlier lead).
-    pub duplicates: Vec<(LeadId, LeadId)>,
+pub use leadline_core::change::Committed;
+
+/// A request made with an `Idempotency-Key`, as it claims its record.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    /// `admin` or the tenant id.
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// SHA-256 of the body, hex.
+    pub fingerprint: String,
+    /// Now.
+    pub now: DateTime<Utc>,
+    /// Until when the claim holds if its process dies.
+    pub locked_until: DateTime<Utc>,
+    /// When the record may be forgotten.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What claiming an idempotency record found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The request is ours to run.
+    Claimed,
+    /// The same request is running now.
+    InFlight,
+    /// The key was used for another request (method, path or body).
+    Mismatch,
+    /// The request ran already: its response.
+    Done(IdempotentResponse),
 }
 
 /// Result of store operations.
@@ -115,12 +144,18 @@ pub trait Store: Send + Sync + 'static {
     async fn get_lead(&self, tenant: &TenantId, id: &LeadId) -> Result<Option<Lead>>;
 
     /// A tenant's leads, newest first; fetches up to `page.limit + 1`.
-    async fn list_leads(
-        &self,
-        tenant: &TenantId,
-        filter: &LeadFilter,
-        page: &PageRequest,
-    ) -> Result<Vec<Lead>>;
+    async fn list_leads(&self, tenant: &TenantId, filter: &LeadFilter, page: &PageRequest) -> Result<Vec<Lead>>;
+
+    /// Claims the idempotency record of a request (see [`ClaimOutcome`]). An
+    /// expired record, or an in-flight one whose lease ran out (its process died
+    /// before committing anything), is taken over.
+    async fn claim_idempotency(&self, claim: &IdempotencyClaim) -> Result<ClaimOutcome>;
+
+    /// Forgets an in-flight claim (the request failed with a 5xx; the client may retry).
+    async fn release_idempotency(&self, scope: &str, key: &str) -> Result<()>;
+
+    /// Audit entries, newest first; fetches up to `page.limit + 1`.
+    async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Vec<AuditEntry>>;
 
     /// Closes connections.
     async fn close(&self);

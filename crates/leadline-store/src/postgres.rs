@@ -1,7 +1,6 @@
 //! The PostgreSQL backend, for several `leadline` instances sharing one database.
 
 use async_trait::async_trait;
-use leadline_core::change::ChangeSet;
 use sqlx::PgConnection;
 use sqlx::postgres::PgPoolOptions;
 
@@ -61,20 +60,15 @@ impl Store for PgStore {
         let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
             .fetch_all(&mut *tx)
             .await?;
-        let pending: Vec<&Migration> = POSTGRES
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .collect();
+        let pending: Vec<&Migration> = POSTGRES.iter().filter(|m| !applied.contains(&m.version)).collect();
         for m in pending {
             sqlx::Executor::execute(&mut *tx, m.sql).await?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            )
-            .bind(m.version)
-            .bind(m.name)
-            .bind(chrono::Utc::now().to_rfc3339())
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(m.version)
+                .bind(m.name)
+                .bind(chrono::Utc::now().to_rfc3339())
+                .execute(&mut *tx)
+                .await?;
             tracing::info!(version = m.version, name = m.name, "applied migration");
         }
         tx.commit().await?;
@@ -91,12 +85,29 @@ impl Store for PgStore {
 
     async fn commit(&self, changes: ChangeSet) -> crate::Result<Committed> {
         let mut tx = self.pool.begin().await?;
-        let mut out = Committed::default();
-        for c in &changes.changes {
-            apply(&mut tx, c, &mut out).await?;
-        }
+        let out = apply_set(&mut tx, changes).await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn claim_idempotency(&self, claim: &IdempotencyClaim) -> crate::Result<ClaimOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let out = claim_in(&mut tx, claim, " FOR UPDATE").await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn release_idempotency(&self, scope: &str, key: &str) -> crate::Result<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'")
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> crate::Result<Vec<AuditEntry>> {
+        q_list_audit(&self.pool, filter, page).await
     }
 
     async fn get_tenant(&self, id: &TenantId) -> crate::Result<Option<Tenant>> {
@@ -123,12 +134,7 @@ impl Store for PgStore {
         q_get_lead(&self.pool, tenant, id).await
     }
 
-    async fn list_leads(
-        &self,
-        tenant: &TenantId,
-        filter: &LeadFilter,
-        page: &PageRequest,
-    ) -> crate::Result<Vec<Lead>> {
+    async fn list_leads(&self, tenant: &TenantId, filter: &LeadFilter, page: &PageRequest) -> crate::Result<Vec<Lead>> {
         q_list_leads(&self.pool, tenant, filter, page).await
     }
 

@@ -8,7 +8,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use leadline_core::change::ChangeSet;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::Mutex;
@@ -94,7 +93,9 @@ impl Store for SqliteStore {
         self.write(|conn| {
             Box::pin(async move {
                 sqlx::query(CREATE_TABLE).execute(&mut *conn).await?;
-                let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *conn).await?;
+                let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+                    .fetch_all(&mut *conn)
+                    .await?;
                 let pending: Vec<&Migration> = SQLITE.iter().filter(|m| !applied.contains(&m.version)).collect();
                 for m in pending {
                     sqlx::Executor::execute(&mut *conn, m.sql).await?;
@@ -121,16 +122,32 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, changes: ChangeSet) -> crate::Result<Committed> {
+        self.write(|conn| Box::pin(apply_set(conn, changes))).await
+    }
+
+    async fn claim_idempotency(&self, claim: &IdempotencyClaim) -> crate::Result<ClaimOutcome> {
+        let claim = claim.clone();
+        self.write(|conn| Box::pin(async move { claim_in(conn, &claim, "").await }))
+            .await
+    }
+
+    async fn release_idempotency(&self, scope: &str, key: &str) -> crate::Result<()> {
+        let (scope, key) = (scope.to_owned(), key.to_owned());
         self.write(|conn| {
             Box::pin(async move {
-                let mut out = Committed::default();
-                for c in &changes.changes {
-                    apply(conn, c, &mut out).await?;
-                }
-                Ok(out)
+                sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'")
+                    .bind(scope)
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
             })
         })
         .await
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> crate::Result<Vec<AuditEntry>> {
+        q_list_audit(&self.readers, filter, page).await
     }
 
     async fn get_tenant(&self, id: &TenantId) -> crate::Result<Option<Tenant>> {
@@ -157,12 +174,7 @@ impl Store for SqliteStore {
         q_get_lead(&self.readers, tenant, id).await
     }
 
-    async fn list_leads(
-        &self,
-        tenant: &TenantId,
-        filter: &LeadFilter,
-        page: &PageRequest,
-    ) -> crate::Result<Vec<Lead>> {
+    async fn list_leads(&self, tenant: &TenantId, filter: &LeadFilter, page: &PageRequest) -> crate::Result<Vec<Lead>> {
         q_list_leads(&self.readers, tenant, filter, page).await
     }
 
@@ -171,8 +183,6 @@ impl Store for SqliteStore {
         let conn = self.writer.lock().await;
         // Checkpoint so the main file holds everything; the connection closes on drop.
         let mut conn = conn;
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&mut *conn)
-            .await;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await;
     }
 }

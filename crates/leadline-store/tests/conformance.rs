@@ -81,10 +81,7 @@ async fn tenants_round_trip_and_slugs_are_unique(b: Backend) {
         .await
         .expect("insert");
     assert_eq!(s.get_tenant(&t.id).await.expect("get"), Some(t.clone()));
-    assert_eq!(
-        s.get_tenant_by_slug("aegean-blue").await.expect("get"),
-        Some(t.clone())
-    );
+    assert_eq!(s.get_tenant_by_slug("aegean-blue").await.expect("get"), Some(t.clone()));
     let mut dup = tenant("Aegean Blue");
     dup.slug = t.slug.clone();
     let err = s
@@ -96,9 +93,7 @@ async fn tenants_round_trip_and_slugs_are_unique(b: Backend) {
     for i in 0..4 {
         let x = tenant(&format!("Co {i}"));
         ids.push(x.id.clone());
-        s.commit(ChangeSet::one(Change::InsertTenant(x)))
-            .await
-            .expect("insert");
+        s.commit(ChangeSet::one(Change::InsertTenant(x))).await.expect("insert");
     }
     ids.reverse();
     let first = s.list_tenants(&page(2)).await.expect("list");
@@ -114,14 +109,8 @@ async fn tenants_round_trip_and_slugs_are_unique(b: Backend) {
         })
         .await
         .expect("list");
-    assert_eq!(
-        rest.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
-        ids[2..].to_vec()
-    );
-    assert_eq!(
-        s.get_tenant(&TenantId::generate()).await.expect("get"),
-        None
-    );
+    assert_eq!(rest.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), ids[2..].to_vec());
+    assert_eq!(s.get_tenant(&TenantId::generate()).await.expect("get"), None);
 }
 
 async fn keys_are_found_by_hash_and_revoked(b: Backend) {
@@ -153,11 +142,7 @@ async fn keys_are_found_by_hash_and_revoked(b: Backend) {
     }))
     .await
     .expect("revoke");
-    let (found, _) = s
-        .find_api_key(&k.key.hash)
-        .await
-        .expect("find")
-        .expect("present");
+    let (found, _) = s.find_api_key(&k.key.hash).await.expect("find").expect("present");
     assert_eq!(found.revoked_at, Some(at));
     // Revoking through another tenant changes nothing.
     let u = tenant("Other");
@@ -173,10 +158,7 @@ async fn keys_are_found_by_hash_and_revoked(b: Backend) {
     }))
     .await
     .expect("no-op");
-    assert_eq!(
-        s.list_api_keys(&u.id).await.expect("keys")[0].revoked_at,
-        None
-    );
+    assert_eq!(s.list_api_keys(&u.id).await.expect("keys")[0].revoked_at, None);
     assert_eq!(s.list_api_keys(&t.id).await.expect("keys").len(), 1);
     let _ = ApiKeyId::generate();
 }
@@ -196,10 +178,7 @@ async fn leads_round_trip_exactly(b: Backend) {
         .await
         .expect("insert");
     assert!(out.duplicates.is_empty());
-    assert_eq!(
-        s.get_lead(&t.id, &l.id).await.expect("get"),
-        Some(l.clone())
-    );
+    assert_eq!(s.get_lead(&t.id, &l.id).await.expect("get"), Some(l.clone()));
     let patched = lead::LeadPatch {
         status: Some(LeadStatus::Contacted),
         tags: Some(vec!["vip".into()]),
@@ -210,10 +189,7 @@ async fn leads_round_trip_exactly(b: Backend) {
     s.commit(ChangeSet::one(Change::UpdateLead(patched.clone())))
         .await
         .expect("update");
-    assert_eq!(
-        s.get_lead(&t.id, &l.id).await.expect("get"),
-        Some(patched.clone())
-    );
+    assert_eq!(s.get_lead(&t.id, &l.id).await.expect("get"), Some(patched.clone()));
     let erased = lead::erase(&patched, now());
     s.commit(ChangeSet::one(Change::UpdateLead(erased)))
         .await
@@ -254,19 +230,8 @@ async fn lead_reads_are_scoped_to_the_tenant(b: Backend) {
         q: Some("maria".into()),
         ..Default::default()
     };
-    assert!(
-        s.list_leads(&u.id, &q, &page(10))
-            .await
-            .expect("list")
-            .is_empty()
-    );
-    assert_eq!(
-        s.list_leads(&t.id, &q, &page(10))
-            .await
-            .expect("list")
-            .len(),
-        1
-    );
+    assert!(s.list_leads(&u.id, &q, &page(10)).await.expect("list").is_empty());
+    assert_eq!(s.list_leads(&t.id, &q, &page(10)).await.expect("list").len(), 1);
     // An update naming the wrong tenant does not apply.
     let mut foreign = l.clone();
     foreign.tenant_id = u.id.clone();
@@ -292,11 +257,10 @@ async fn updates_detect_concurrent_changes(b: Backend) {
     let t = tenant("A");
     let l = new_lead(&t.id, "maria@example.com");
     let mut cs = ChangeSet::new();
-    cs.push(Change::InsertTenant(t.clone()))
-        .push(Change::InsertLead {
-            lead: l.clone(),
-            duplicate_since: now(),
-        });
+    cs.push(Change::InsertTenant(t.clone())).push(Change::InsertLead {
+        lead: l.clone(),
+        duplicate_since: now(),
+    });
     s.commit(cs).await.expect("insert");
     let a = lead::LeadPatch {
         status: Some(LeadStatus::Contacted),
@@ -318,10 +282,7 @@ async fn updates_detect_concurrent_changes(b: Backend) {
         Err(StoreError::Stale)
     ));
     assert_eq!(
-        s.get_lead(&t.id, &l.id)
-            .await
-            .expect("get")
-            .map(|l| l.status),
+        s.get_lead(&t.id, &l.id).await.expect("get").map(|l| l.status),
         Some(LeadStatus::Contacted)
     );
     let mut t2 = t.clone();
@@ -395,20 +356,13 @@ async fn concurrent_identical_leads_have_one_first(b: Backend) {
             firsts += 1;
         }
     }
-    assert_eq!(
-        firsts, 1,
-        "exactly one lead is first; the others point at it"
-    );
+    assert_eq!(firsts, 1, "exactly one lead is first; the others point at it");
     let all = s
         .list_leads(&t.id, &LeadFilter::default(), &page(50))
         .await
         .expect("list");
     assert_eq!(all.len(), 16);
-    let first: Vec<&LeadId> = all
-        .iter()
-        .filter(|l| l.duplicate_of.is_none())
-        .map(|l| &l.id)
-        .collect();
+    let first: Vec<&LeadId> = all.iter().filter(|l| l.duplicate_of.is_none()).map(|l| &l.id).collect();
     assert_eq!(first.len(), 1);
     assert!(
         all.iter()

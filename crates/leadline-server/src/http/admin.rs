@@ -11,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
+use crate::effects::Effects;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Admin, AppJson, AppQuery};
 use crate::ops;
@@ -71,10 +72,11 @@ pub struct ListParams {
     responses((status = 201, body = TenantCreated), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_tenant(
     _: Admin,
+    fx: Effects,
     State(s): State<AppState>,
     AppJson(req): AppJson<NewTenantRequest>,
 ) -> ApiResult<(StatusCode, Json<TenantCreated>)> {
-    let c = ops::create_tenant(s.store.as_ref(), req).await?;
+    let c = ops::create_tenant(&fx, s.store.as_ref(), req).await?;
     Ok((
         StatusCode::CREATED,
         Json(TenantCreated {
@@ -95,9 +97,7 @@ pub async fn list_tenants(
 ) -> ApiResult<Json<Page<Tenant>>> {
     let page = PageRequest::parse(p.limit, p.cursor.as_deref())?;
     let rows = s.store.list_tenants(&page).await?;
-    Ok(Json(Page::from_overfetch(rows, page.limit, |t| {
-        t.id.as_str()
-    })))
+    Ok(Json(Page::from_overfetch(rows, page.limit, |t| t.id.as_str())))
 }
 
 /// Read a tenant with its keys.
@@ -105,10 +105,13 @@ pub async fn list_tenants(
     responses((status = 200, body = TenantView), (status = 404, body = Problem)))]
 pub async fn get_tenant(
     _: Admin,
+    fx: Effects,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TenantView>> {
     let tenant = ops::tenant(s.store.as_ref(), &id).await?;
+    fx.set_tenant(&tenant.id);
+    fx.set_resource(&tenant.id);
     let keys = s.store.list_api_keys(&tenant.id).await?;
     Ok(Json(TenantView { tenant, keys }))
 }
@@ -119,11 +122,12 @@ pub async fn get_tenant(
     responses((status = 200, body = Tenant), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn patch_tenant(
     _: Admin,
+    fx: Effects,
     State(s): State<AppState>,
     Path(id): Path<String>,
     AppJson(p): AppJson<TenantPatch>,
 ) -> ApiResult<Json<Tenant>> {
-    Ok(Json(ops::patch_tenant(s.store.as_ref(), &id, p).await?))
+    Ok(Json(ops::patch_tenant(&fx, s.store.as_ref(), &id, p).await?))
 }
 
 /// Issue a key; it is shown this once.
@@ -132,11 +136,12 @@ pub async fn patch_tenant(
     responses((status = 201, body = KeyIssued), (status = 404, body = Problem)))]
 pub async fn issue_key(
     _: Admin,
+    fx: Effects,
     State(s): State<AppState>,
     Path(id): Path<String>,
     AppJson(b): AppJson<IssueKey>,
 ) -> ApiResult<(StatusCode, Json<KeyIssued>)> {
-    let issued = ops::issue_key(s.store.as_ref(), &id, b.kind).await?;
+    let issued = ops::issue_key(&fx, s.store.as_ref(), &id, b.kind).await?;
     Ok((
         StatusCode::CREATED,
         Json(KeyIssued {
@@ -151,10 +156,11 @@ pub async fn issue_key(
     responses((status = 200, body = ApiKey), (status = 404, body = Problem)))]
 pub async fn revoke_key(
     _: Admin,
+    fx: Effects,
     State(s): State<AppState>,
     Path((id, key_id)): Path<(String, String)>,
 ) -> ApiResult<Json<ApiKey>> {
-    Ok(Json(ops::revoke_key(s.store.as_ref(), &id, &key_id).await?))
+    Ok(Json(ops::revoke_key(&fx, s.store.as_ref(), &id, &key_id).await?))
 }
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {

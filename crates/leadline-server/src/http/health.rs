@@ -50,9 +50,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 }
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
 }
 
 /// Routes outside the document: the document itself.
@@ -62,10 +60,6 @@ pub(crate) fn unrouted() -> axum::Router<AppState> {
 
 async fn openapi_json() -> impl IntoResponse {
     static DOC: OnceLock<String> = OnceLock::new();
-    let body = DOC.get_or_init(|| {
-        crate::http::openapi()
-            .to_json()
-            .unwrap_or_else(|_| "{}".into())
-    });
+    let body = DOC.get_or_init(|| crate::http::openapi().to_json().unwrap_or_else(|_| "{}".into()));
     ([(header::CONTENT_TYPE, "application/json")], body.as_str())
 }

@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::clock;
+use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, SecretKey, TenantAuth};
 
@@ -29,38 +30,54 @@ use crate::extract::{AppJson, AppQuery, SecretKey, TenantAuth};
         (status = 415, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_lead(
     auth: TenantAuth,
+    fx: Effects,
     State(s): State<AppState>,
     headers: HeaderMap,
     AppJson(req): AppJson<NewLeadRequest>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<Lead>)> {
-    if auth.key.kind == KeyKind::Publishable && !auth.tenant.settings.allowed_origins.is_empty() {
-        let origin = headers
-            .get(header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-            .map(|o| o.trim_end_matches('/').to_ascii_lowercase());
-        let allowed = origin.is_some_and(|o| auth.tenant.settings.allowed_origins.contains(&o));
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(|o| o.trim_end_matches('/').to_ascii_lowercase());
+    if auth.key.kind == KeyKind::Publishable {
+        let allowed_list = &auth.tenant.settings.allowed_origins;
+        let allowed = match &origin {
+            Some(o) => allowed_list.is_empty() || allowed_list.contains(o),
+            None => allowed_list.is_empty(),
+        };
         if !allowed {
             return Err(ApiError::Forbidden(
                 "This publishable key only works from the company's allowed origins.".into(),
             ));
         }
+        if let Some(o) = origin {
+            // From here on the browser may read the answer, errors included.
+            fx.grant_cors(o);
+        }
     }
     let now = clock::now();
-    let mut lead = req.validate(&auth.tenant.id, now)?;
-    let committed = s
-        .store
-        .commit(ChangeSet::one(Change::InsertLead {
-            lead: lead.clone(),
-            duplicate_since: now - DUPLICATE_WINDOW,
-        }))
+    let lead = req.validate(&auth.tenant.id, now)?;
+    fx.set_resource(&lead.id);
+    fx.set_details(serde_json::json!({"email": lead.email.as_str(), "source": lead.source}));
+    let change = Change::InsertLead {
+        lead: lead.clone(),
+        duplicate_since: now - DUPLICATE_WINDOW,
+    };
+    let lead = fx
+        .commit(
+            s.store.as_ref(),
+            ChangeSet::one(change),
+            StatusCode::CREATED,
+            move |committed| {
+                let mut lead = lead;
+                if let Some((_, first)) = committed.duplicates.iter().find(|(id, _)| *id == lead.id) {
+                    lead.duplicate_of = Some(first.clone());
+                }
+                lead
+            },
+        )
         .await?;
-    if let Some((_, first)) = committed
-        .duplicates
-        .into_iter()
-        .find(|(id, _)| *id == lead.id)
-    {
-        lead.duplicate_of = Some(first);
-    }
+    metrics::counter!("leadline_leads_created_total").increment(1);
     let mut h = HeaderMap::new();
     if let Ok(v) = format!("/v1/leads/{}", lead.id).parse() {
         h.insert(header::LOCATION, v);
@@ -109,30 +126,23 @@ pub async fn list_leads(
     SecretKey(auth): SecretKey,
     AppQuery(p): AppQuery<LeadListParams>,
 ) -> ApiResult<Json<Page<Lead>>> {
-    let page = PageRequest::parse(p.limit, p.cursor.as_deref())
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let page = PageRequest::parse(p.limit, p.cursor.as_deref()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let status = p
         .status
         .as_deref()
         .map(|s| {
-            LeadStatus::parse(s).ok_or_else(|| {
-                ApiError::BadRequest("`status` must be new, contacted, quoted, won or lost.".into())
-            })
+            LeadStatus::parse(s)
+                .ok_or_else(|| ApiError::BadRequest("`status` must be new, contacted, quoted, won or lost.".into()))
         })
         .transpose()?;
     let yacht_id = p
         .yacht_id
         .as_deref()
-        .map(|y| {
-            YachtId::parse(y)
-                .map_err(|_| ApiError::BadRequest("`yacht_id` is not a yacht id.".into()))
-        })
+        .map(|y| YachtId::parse(y).map_err(|_| ApiError::BadRequest("`yacht_id` is not a yacht id.".into())))
         .transpose()?;
     let q = p.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
     if q.as_ref().is_some_and(|q| q.chars().count() > 200) {
-        return Err(ApiError::BadRequest(
-            "`q` must be at most 200 characters.".into(),
-        ));
+        return Err(ApiError::BadRequest("`q` must be at most 200 characters.".into()));
     }
     let filter = LeadFilter {
         status,
@@ -142,9 +152,7 @@ pub async fn list_leads(
         yacht_id,
     };
     let rows = auth.store().leads(&filter, &page).await?;
-    Ok(Json(Page::from_overfetch(rows, page.limit, |l| {
-        l.id.as_str()
-    })))
+    Ok(Json(Page::from_overfetch(rows, page.limit, |l| l.id.as_str())))
 }
 
 async fn find(auth: &TenantAuth, id: &str) -> ApiResult<Lead> {
@@ -168,11 +176,13 @@ pub async fn get_lead(SecretKey(auth): SecretKey, Path(id): Path<String>) -> Api
     responses((status = 200, body = Lead), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn patch_lead(
     SecretKey(auth): SecretKey,
+    fx: Effects,
     State(s): State<AppState>,
     Path(id): Path<String>,
     AppJson(p): AppJson<LeadPatch>,
 ) -> ApiResult<Json<Lead>> {
     let current = find(&auth, &id).await?;
+    fx.set_resource(&current.id);
     let next = p.apply(&current, clock::now()).map_err(|e| match e {
         PatchError::Invalid(v) => ApiError::Validation(v),
         PatchError::IllegalMove { from, to } => ApiError::Conflict(format!(
@@ -181,10 +191,12 @@ pub async fn patch_lead(
             to.as_str()
         )),
     })?;
-    s.store
-        .commit(ChangeSet::one(Change::UpdateLead(next.clone())))
-        .await?;
-    Ok(Json(next))
+    fx.set_details(serde_json::json!({"status": next.status, "from": current.status}));
+    let out = next.clone();
+    let cs = ChangeSet::one(Change::UpdateLead(next));
+    Ok(Json(
+        fx.commit(s.store.as_ref(), cs, StatusCode::OK, move |_| out).await?,
+    ))
 }
 
 /// Erase a lead's personal data (GDPR). The lead is gone from the API afterwards.
@@ -192,14 +204,16 @@ pub async fn patch_lead(
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_lead(
     SecretKey(auth): SecretKey,
+    fx: Effects,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let current = find(&auth, &id).await?;
+    fx.set_resource(&current.id);
+    fx.set_details(serde_json::json!({"erased": true}));
     let erased = lead::erase(&current, clock::now());
-    s.store
-        .commit(ChangeSet::one(Change::UpdateLead(erased)))
-        .await?;
+    let cs = ChangeSet::one(Change::UpdateLead(erased));
+    fx.commit(s.store.as_ref(), cs, StatusCode::NO_CONTENT, |_| ()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,15 +1,14 @@
 //! The HTTP API: one module per resource, merged here. The OpenAPI document is
 //! generated from the same routes, so it cannot drift from them.
 
-use utoipa::openapi::security::{
-    ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
-};
+use utoipa::openapi::security::{ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 
 pub mod admin;
+pub mod audit;
 pub mod health;
 pub mod leads;
 pub mod settings;
@@ -57,6 +56,7 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(admin::router())
+        .merge(audit::router())
         .merge(settings::router())
         .merge(leads::router())
 }

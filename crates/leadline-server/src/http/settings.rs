@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use leadline_core::change::{Change, ChangeSet};
 use leadline_core::tenant::{Settings, SettingsPatch};
 use utoipa_axum::router::OpenApiRouter;
@@ -9,6 +10,7 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::clock;
+use crate::effects::Effects;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{AppJson, SecretKey};
 
@@ -26,6 +28,7 @@ pub async fn get_settings(SecretKey(auth): SecretKey) -> Json<Settings> {
     responses((status = 200, body = Settings), (status = 422, body = Problem)))]
 pub async fn patch_settings(
     SecretKey(auth): SecretKey,
+    fx: Effects,
     State(s): State<AppState>,
     AppJson(p): AppJson<SettingsPatch>,
 ) -> ApiResult<Json<Settings>> {
@@ -33,10 +36,12 @@ pub async fn patch_settings(
     next.settings = p.apply(&auth.tenant.settings, "")?;
     next.updated_at = clock::now();
     next.version = auth.tenant.version + 1;
-    s.store
-        .commit(ChangeSet::one(Change::UpdateTenant(next.clone())))
-        .await?;
-    Ok(Json(next.settings))
+    fx.set_resource(&auth.tenant.id);
+    let out = next.settings.clone();
+    let cs = ChangeSet::one(Change::UpdateTenant(next));
+    Ok(Json(
+        fx.commit(s.store.as_ref(), cs, StatusCode::OK, move |_| out).await?,
+    ))
 }
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {

@@ -40,12 +40,18 @@ pub struct TestApp {
     pub backend: Backend,
     db: TestDb,
     data_dir: PathBuf,
+    extra: Vec<(String, String)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Starts a server with extra settings (environment names).
+    pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> Self {
         let db = TestDb::create(backend).await;
         let data_dir = std::env::temp_dir().join(format!("leadline-data-{}", ulid_like()));
         std::fs::create_dir_all(&data_dir).expect("data dir");
@@ -55,6 +61,7 @@ impl TestApp {
             backend,
             db,
             data_dir,
+            extra: extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             stop: None,
             task: None,
         };
@@ -63,13 +70,20 @@ impl TestApp {
     }
 
     fn config(&self) -> Config {
-        Config::for_tests(&self.db.url, &self.data_dir, ADMIN_KEY)
+        Config::for_tests(
+            &self.db.url,
+            &self.data_dir,
+            ADMIN_KEY,
+            &self
+                .extra
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+        )
     }
 
     async fn start(&mut self) {
-        let app = Application::build(self.config())
-            .await
-            .expect("server builds");
+        let app = Application::build(self.config()).await.expect("server builds");
         self.base = format!("http://{}", app.local_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         self.stop = Some(tx);
@@ -84,9 +98,7 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
-            t.await
-                .expect("server task")
-                .expect("server stopped cleanly");
+            t.await.expect("server task").expect("server stopped cleanly");
         }
     }
 
@@ -105,24 +117,16 @@ impl TestApp {
         use sqlx::Row;
         match self.backend {
             Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.db.url)
-                    .await
-                    .expect("sqlite");
+                let pool = sqlx::SqlitePool::connect(&self.db.url).await.expect("sqlite");
                 let rows = sqlx::query(sql).fetch_all(&pool).await.expect("query");
-                let out = rows
-                    .iter()
-                    .map(|r| r.try_get::<String, _>(0).expect("text"))
-                    .collect();
+                let out = rows.iter().map(|r| r.try_get::<String, _>(0).expect("text")).collect();
                 pool.close().await;
                 out
             }
             Backend::Postgres => {
                 let pool = sqlx::PgPool::connect(&self.db.url).await.expect("postgres");
                 let rows = sqlx::query(sql).fetch_all(&pool).await.expect("query");
-                let out = rows
-                    .iter()
-                    .map(|r| r.try_get::<String, _>(0).expect("text"))
-                    .collect();
+                let out = rows.iter().map(|r| r.try_get::<String, _>(0).expect("text")).collect();
                 pool.close().await;
                 out
             }

@@ -1,0 +1,485 @@
+//! What every mutating request carries with it: its audit entry and its
+//! idempotency record, written in the same transaction as its change.
+//!
+//! The [`effects`] middleware wraps every routed request. It claims the
+//! `Idempotency-Key` (replaying a finished request, refusing a running or a
+//! different one), and afterwards writes what the handler did not: the audit entry
+//! of a failed or read-only admin request, the stored response of a 4xx, or the
+//! release of a claim after a 5xx. Handlers commit through [`Effects::commit`],
+//! which adds the audit entry and the completed idempotency record to their change
+//! set, so a request takes effect exactly once with its audit entry or not at all.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use leadline_core::audit::{ActorType, AuditEntry};
+use leadline_core::change::{ChangeSet, Committed, IdempotentResponse};
+use leadline_core::id::{AuditId, TenantId};
+use leadline_store::{ClaimOutcome, IdempotencyClaim, Store};
+use serde::Serialize;
+use sha2::Digest;
+
+use crate::app::AppState;
+use crate::clock;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::MAX_BODY;
+use crate::middleware::RequestId;
+
+/// How long a claimed idempotency record holds if its process dies mid-request.
+/// Requests time out well before (see `app::REQUEST_TIMEOUT`).
+const CLAIM_LEASE: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone)]
+struct State_ {
+    request_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    method: String,
+    route: String,
+    actor_type: ActorType,
+    actor_id: Option<String>,
+    tenant_id: Option<TenantId>,
+    resource_id: Option<String>,
+    details: serde_json::Value,
+    claim: Option<(String, String)>,
+    cors_origin: Option<String>,
+    done: bool,
+}
+
+/// The audit and idempotency context of one request (or of a CLI command).
+#[derive(Clone)]
+pub struct Effects(Arc<Mutex<State_>>);
+
+impl Effects {
+    fn new(s: State_) -> Self {
+        Self(Arc::new(Mutex::new(s)))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State_) -> R) -> R {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    /// The context of a command run by Leadline itself (`actor_id` names it).
+    pub fn system(actor_id: &str, action_route: &str) -> Self {
+        Self::new(State_ {
+            request_id: None,
+            ip: None,
+            user_agent: None,
+            method: "CLI".into(),
+            route: action_route.into(),
+            actor_type: ActorType::System,
+            actor_id: Some(actor_id.into()),
+            tenant_id: None,
+            resource_id: None,
+            details: serde_json::Value::Null,
+            claim: None,
+            cors_origin: None,
+            done: false,
+        })
+    }
+
+    /// Records who is acting (called by the authentication extractors).
+    pub fn set_actor(&self, actor_type: ActorType, actor_id: Option<String>, tenant: Option<TenantId>) {
+        self.with(|s| {
+            s.actor_type = actor_type;
+            s.actor_id = actor_id;
+            if tenant.is_some() {
+                s.tenant_id = tenant;
+            }
+        });
+    }
+
+    /// Records the tenant concerned (an admin acting on a tenant).
+    pub fn set_tenant(&self, tenant: &TenantId) {
+        self.with(|s| s.tenant_id = Some(tenant.clone()));
+    }
+
+    /// Records the resource acted on.
+    pub fn set_resource(&self, id: impl std::fmt::Display) {
+        self.with(|s| s.resource_id = Some(id.to_string()));
+    }
+
+    /// Records details for the audit entry (redacted before storing).
+    pub fn set_details(&self, details: serde_json::Value) {
+        self.with(|s| s.details = details);
+    }
+
+    /// Lets the browser read the response of a cross-origin lead capture.
+    pub fn grant_cors(&self, origin: String) {
+        self.with(|s| s.cors_origin = Some(origin));
+    }
+
+    fn entry(s: &State_, status: u16) -> AuditEntry {
+        let (action, resource_type) = action_for(&s.method, &s.route);
+        AuditEntry {
+            id: AuditId::generate(),
+            tenant_id: s.tenant_id.clone(),
+            at: clock::now(),
+            actor_type: s.actor_type,
+            actor_id: s.actor_id.clone(),
+            action,
+            resource_type: resource_type.map(str::to_owned),
+            resource_id: s.resource_id.clone(),
+            request_id: s.request_id.clone(),
+            ip: s.ip.clone(),
+            user_agent: s.user_agent.clone(),
+            status,
+            details: leadline_core::redact::json(&s.details),
+        }
+    }
+
+    /// Commits `cs` with this request's audit entry and, when the request has an
+    /// idempotency key, its stored response, all in one transaction. `respond`
+    /// builds the response body inside the transaction from what the commit
+    /// decided; the same value is returned to the handler.
+    pub async fn commit<T>(
+        &self,
+        store: &dyn Store,
+        mut cs: ChangeSet,
+        status: StatusCode,
+        respond: impl FnOnce(&Committed) -> T + Send + 'static,
+    ) -> ApiResult<T>
+    where
+        T: Serialize + Send + 'static,
+    {
+        let snapshot = self.with(|s| s.clone());
+        let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        cs.finish = Some(Box::new(move |committed: &Committed| {
+            let value = respond(committed);
+            let body = if status == StatusCode::NO_CONTENT {
+                Vec::new()
+            } else {
+                serde_json::to_vec(&value).unwrap_or_default()
+            };
+            let mut changes = vec![leadline_core::change::Change::InsertAudit(Effects::entry(
+                &snapshot,
+                status.as_u16(),
+            ))];
+            if let Some((scope, key)) = &snapshot.claim {
+                changes.push(leadline_core::change::Change::CompleteIdempotency(IdempotentResponse {
+                    scope: scope.clone(),
+                    key: key.clone(),
+                    status: status.as_u16(),
+                    content_type: (status != StatusCode::NO_CONTENT).then(|| "application/json".to_owned()),
+                    location: None,
+                    body,
+                }));
+            }
+            *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+            changes
+        }));
+        store.commit(cs).await?;
+        self.with(|s| s.done = true);
+        let value = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        value.ok_or_else(|| ApiError::internal("commit finished without a response"))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Effects {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Effects>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("effects middleware missing"))
+    }
+}
+
+/// The audit action and resource type of a route.
+pub fn action_for(method: &str, route: &str) -> (String, Option<&'static str>) {
+    let (action, resource) = match (method, route) {
+        ("POST", "/admin/tenants") => ("tenant.create", "tenant"),
+        ("GET", "/admin/tenants") => ("tenant.list", "tenant"),
+        ("GET", "/admin/tenants/{id}") => ("tenant.read", "tenant"),
+        ("PATCH", "/admin/tenants/{id}") => ("tenant.update", "tenant"),
+        ("POST", "/admin/tenants/{id}/keys") => ("key.issue", "api_key"),
+        ("DELETE", "/admin/tenants/{id}/keys/{key_id}") => ("key.revoke", "api_key"),
+        ("GET", "/admin/audit") | ("GET", "/admin/audit/{tenant_id}") => ("audit.read", "audit"),
+        ("GET", "/admin/metrics") => ("metrics.read", "metrics"),
+        ("PATCH", "/v1/settings") => ("settings.update", "settings"),
+        ("POST", "/v1/leads") => ("lead.create", "lead"),
+        ("PATCH", "/v1/leads/{id}") => ("lead.update", "lead"),
+        ("DELETE", "/v1/leads/{id}") => ("lead.delete", "lead"),
+        ("CLI", r) => return (r.to_owned(), r.split('.').next().map(|_| "cli")),
+        (m, r) => return (format!("{} {r}", m.to_ascii_lowercase()), None),
+    };
+    (action.to_owned(), Some(resource))
+}
+
+fn is_mutating(m: &Method) -> bool {
+    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn valid_key(k: &[u8]) -> bool {
+    (1..=255).contains(&k.len()) && k.iter().all(|b| (0x20..=0x7e).contains(b))
+}
+
+/// Who owns an idempotency key: `admin` or the tenant of a valid key.
+async fn scope_of(state: &AppState, parts: &Parts) -> Option<String> {
+    if parts.uri.path().starts_with("/admin/") {
+        let given = parts.headers.get("x-admin-key")?;
+        use subtle::ConstantTimeEq;
+        let ok: bool = crate::extract::sha2_digest(given.as_bytes())
+            .ct_eq(&state.admin_key_hash)
+            .into();
+        return ok.then(|| "admin".to_owned());
+    }
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?
+        .trim();
+    if !leadline_core::api_key::looks_like_key(token) {
+        return None;
+    }
+    let (key, tenant) = state
+        .store
+        .find_api_key(&leadline_core::api_key::hash_key(token))
+        .await
+        .ok()??;
+    key.revoked_at.is_none().then(|| tenant.id.to_string())
+}
+
+fn replay(stored: IdempotentResponse, request_id: &str, path: &str) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let ct = stored.content_type.clone().unwrap_or_default();
+    let body = if ct == "application/problem+json" {
+        // The stored problem names its first request; this answer names this one.
+        match serde_json::from_slice::<serde_json::Value>(&stored.body) {
+            Ok(mut v) => {
+                v["request_id"] = request_id.into();
+                v["instance"] = path.into();
+                serde_json::to_vec(&v).unwrap_or(stored.body)
+            }
+            Err(_) => stored.body,
+        }
+    } else {
+        stored.body
+    };
+    let mut res = (status, body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&ct) {
+        if !ct.is_empty() {
+            res.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+    }
+    res.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    metrics::counter!("leadline_idempotent_replays_total").increment(1);
+    res
+}
+
+/// The middleware; see the module documentation.
+pub async fn effects(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let api = path.starts_with("/v1/") || path.starts_with("/admin/");
+    let auditable = api && (is_mutating(&method) || path.starts_with("/admin/"));
+    let ip = crate::net::client_ip(&req, &state.config.trusted_proxies).map(|i| i.to_string());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|u| u.chars().take(256).collect::<String>());
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(str::to_owned);
+
+    // CORS preflight of lead capture: grant nothing by itself; the real POST is
+    // checked against the tenant's allowed origins and only then readable.
+    if route == "/v1/leads" && method == Method::OPTIONS {
+        return preflight(origin.as_deref());
+    }
+
+    let fx = Effects::new(State_ {
+        request_id: Some(request_id.clone()),
+        ip,
+        user_agent,
+        method: method.to_string(),
+        route: route.clone(),
+        actor_type: ActorType::Anonymous,
+        actor_id: None,
+        tenant_id: None,
+        resource_id: None,
+        details: serde_json::Value::Null,
+        claim: None,
+        cors_origin: None,
+        done: false,
+    });
+    let (mut parts, body) = req.into_parts();
+    parts.extensions.insert(fx.clone());
+    let mut body = Body::from(body);
+
+    if api && matches!(method, Method::POST | Method::PATCH) {
+        if let Some(raw) = parts.headers.get("idempotency-key").cloned() {
+            if !valid_key(raw.as_bytes()) {
+                let res = ApiError::BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters.".into())
+                    .into_response();
+                return finish(&state, &fx, res, auditable).await;
+            }
+            if let Some(scope) = scope_of(&state, &parts).await {
+                let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+                    Ok(b) => b,
+                    Err(_) => return finish(&state, &fx, ApiError::PayloadTooLarge.into_response(), auditable).await,
+                };
+                let key = String::from_utf8_lossy(raw.as_bytes()).into_owned();
+                let now = clock::now();
+                let claim = IdempotencyClaim {
+                    scope: scope.clone(),
+                    key: key.clone(),
+                    method: method.to_string(),
+                    path: path.clone(),
+                    fingerprint: hex::encode(sha2::Sha256::digest(&bytes)),
+                    now,
+                    locked_until: now + CLAIM_LEASE,
+                    expires_at: now + state.config.idempotency_ttl,
+                };
+                match state.store.claim_idempotency(&claim).await {
+                    Ok(ClaimOutcome::Claimed) => fx.with(|s| s.claim = Some((scope, key))),
+                    Ok(ClaimOutcome::InFlight) => {
+                        return ApiError::Conflict(
+                            "A request with this Idempotency-Key is still running; retry later.".into(),
+                        )
+                        .into_response();
+                    }
+                    Ok(ClaimOutcome::Mismatch) => {
+                        let mut p = Problem::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "idempotency-key-reused",
+                            "This Idempotency-Key was used for a different request (method, path or body).",
+                        );
+                        p.errors = Vec::new();
+                        let mut res = StatusCode::UNPROCESSABLE_ENTITY.into_response();
+                        res.extensions_mut().insert(p);
+                        return res;
+                    }
+                    Ok(ClaimOutcome::Done(stored)) => return replay(stored, &request_id, &path),
+                    Err(e) => return finish(&state, &fx, ApiError::from(e).into_response(), auditable).await,
+                }
+                body = Body::from(bytes);
+            }
+        }
+    }
+
+    let res = next.run(Request::from_parts(parts, body)).await;
+    finish(&state, &fx, res, auditable).await
+}
+
+/// Writes what the handler did not: a stored 4xx, a released claim, the audit
+/// entry of a failure or of a read; and the CORS grant.
+async fn finish(state: &AppState, fx: &Effects, mut res: Response, auditable: bool) -> Response {
+    let s = fx.with(|s| s.clone());
+    if let Some(origin) = &s.cors_origin {
+        if let Ok(v) = HeaderValue::from_str(origin) {
+            let h = res.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(
+                    "X-Request-Id, RateLimit, RateLimit-Policy, Retry-After, Idempotent-Replayed, Location",
+                ),
+            );
+        }
+    }
+    if s.done {
+        return res;
+    }
+    let status = res.status();
+    let problem = res.extensions().get::<Problem>().cloned();
+    let mut changes = ChangeSet::new();
+    if let Some((scope, key)) = &s.claim {
+        if status.is_server_error() {
+            if let Err(e) = state.store.release_idempotency(scope, key).await {
+                tracing::error!(error = %e, "could not release an idempotency claim");
+            }
+        } else {
+            let (content_type, body, res2) = match &problem {
+                Some(p) => (
+                    "application/problem+json".to_owned(),
+                    serde_json::to_vec(p).unwrap_or_default(),
+                    res,
+                ),
+                None => {
+                    let ct = res
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    let (parts, b) = res.into_parts();
+                    let bytes = axum::body::to_bytes(b, usize::MAX).await.unwrap_or_default();
+                    (ct, bytes.to_vec(), Response::from_parts(parts, Body::from(bytes)))
+                }
+            };
+            res = res2;
+            changes.push(leadline_core::change::Change::CompleteIdempotency(IdempotentResponse {
+                scope: scope.clone(),
+                key: key.clone(),
+                status: status.as_u16(),
+                content_type: (!content_type.is_empty()).then_some(content_type),
+                location: None,
+                body,
+            }));
+        }
+    }
+    if auditable {
+        let mut s = s.clone();
+        if let Some(p) = &problem {
+            s.details = serde_json::json!({"problem": p.kind, "detail": p.detail});
+        }
+        changes.push(leadline_core::change::Change::InsertAudit(Effects::entry(
+            &s,
+            status.as_u16(),
+        )));
+    }
+    if !changes.changes.is_empty() {
+        if let Err(e) = state.store.commit(changes).await {
+            tracing::error!(error = %e, "could not write the audit entry or idempotency record of a request");
+        }
+    }
+    res
+}
+
+fn preflight(origin: Option<&str>) -> Response {
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    let Some(origin) = origin.and_then(|o| HeaderValue::from_str(o).ok()) else {
+        return res;
+    };
+    let h = res.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type, idempotency-key, x-request-id"),
+    );
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
+    );
+    res
+}

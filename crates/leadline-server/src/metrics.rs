@@ -1,0 +1,150 @@
+//! Prometheus metrics: the recorder, the names of DESIGN §6, and process metrics.
+//!
+//! The recorder is process-wide (the `metrics` facade), so workers and handlers
+//! count with `metrics::counter!` wherever they are.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static STARTED: OnceLock<f64> = OnceLock::new();
+
+/// Request latency buckets, in seconds.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the recorder (once per process) and registers every metric, so each
+/// appears from the first scrape on.
+pub fn init() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        STARTED.get_or_init(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+        });
+        let builder = PrometheusBuilder::new();
+        let builder = match builder
+            .set_buckets_for_metric(Matcher::Full("leadline_http_request_duration_seconds".into()), BUCKETS)
+        {
+            Ok(b) => b,
+            Err(_) => PrometheusBuilder::new(),
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed");
+        }
+        use metrics::{describe_counter, describe_gauge, describe_histogram};
+        describe_counter!(
+            "leadline_http_requests_total",
+            "HTTP requests by method, route template and status."
+        );
+        describe_histogram!(
+            "leadline_http_request_duration_seconds",
+            metrics::Unit::Seconds,
+            "HTTP request latency."
+        );
+        describe_counter!("leadline_leads_created_total", "Leads captured.");
+        describe_counter!("leadline_quotes_created_total", "Quotes priced.");
+        describe_counter!("leadline_emails_sent_total", "Email delivery attempts by result.");
+        describe_counter!(
+            "leadline_webhooks_delivered_total",
+            "Webhook delivery attempts by result."
+        );
+        describe_counter!("leadline_errors_total", "Error responses by class (4xx, 5xx).");
+        describe_counter!("leadline_rate_limited_total", "Requests refused by the rate limiter.");
+        describe_counter!(
+            "leadline_idempotent_replays_total",
+            "Responses replayed for a repeated Idempotency-Key."
+        );
+        describe_gauge!("leadline_outbox_pending", "Outbox messages waiting for delivery.");
+        describe_counter!(
+            "leadline_dead_letters_total",
+            "Deliveries moved to the dead-letter queue."
+        );
+        for name in [
+            "leadline_leads_created_total",
+            "leadline_quotes_created_total",
+            "leadline_rate_limited_total",
+            "leadline_idempotent_replays_total",
+            "leadline_dead_letters_total",
+        ] {
+            metrics::counter!(name).increment(0);
+        }
+        for class in ["4xx", "5xx"] {
+            metrics::counter!("leadline_errors_total", "class" => class).increment(0);
+        }
+        for result in ["success", "failure"] {
+            metrics::counter!("leadline_emails_sent_total", "result" => result).increment(0);
+            metrics::counter!("leadline_webhooks_delivered_total", "result" => result).increment(0);
+        }
+        metrics::gauge!("leadline_outbox_pending").set(0.0);
+        handle
+    })
+}
+
+/// Counts one finished HTTP request.
+pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
+    let status_text = status.to_string();
+    metrics::counter!("leadline_http_requests_total", "method" => method.to_owned(), "route" => route.to_owned(), "status" => status_text)
+        .increment(1);
+    metrics::histogram!("leadline_http_request_duration_seconds", "method" => method.to_owned(), "route" => route.to_owned())
+        .record(seconds);
+    if (400..500).contains(&status) {
+        metrics::counter!("leadline_errors_total", "class" => "4xx").increment(1);
+    } else if status >= 500 {
+        metrics::counter!("leadline_errors_total", "class" => "5xx").increment(1);
+    }
+}
+
+/// The exposition text, process metrics refreshed.
+pub fn render() -> String {
+    let handle = init();
+    let mut out = handle.render();
+    out.push_str(&process_metrics());
+    out
+}
+
+/// `process_*` metrics read from `/proc` (Linux; empty elsewhere). Clock ticks are
+/// taken as 100 a second and pages as 4 KiB, the values on every Linux we run on.
+fn process_metrics() -> String {
+    let mut out = String::new();
+    if let Some(start) = STARTED.get() {
+        out.push_str(&format!(
+            "# HELP process_start_time_seconds Start time of the process since the Unix epoch.\n\
+             # TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {start}\n"
+        ));
+    }
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        if let Some(pages) = statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()) {
+            out.push_str(&format!(
+                "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
+                 # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n",
+                pages * 4096
+            ));
+        }
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            // utime and stime are fields 14 and 15 of the line, 11 and 12 here.
+            let cpu = (ticks(11) + ticks(12)) as f64 / 100.0;
+            out.push_str(&format!(
+                "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+                 # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}\n"
+            ));
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        out.push_str(&format!(
+            "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}\n",
+            dir.count()
+        ));
+    }
+    out
+}

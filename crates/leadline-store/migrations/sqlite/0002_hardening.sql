@@ -1,0 +1,36 @@
+-- Idempotency records and the audit log.
+CREATE TABLE idempotency_keys (
+    scope                 TEXT NOT NULL,
+    key                   TEXT NOT NULL,
+    method                TEXT NOT NULL,
+    path                  TEXT NOT NULL,
+    fingerprint           TEXT NOT NULL,
+    state                 TEXT NOT NULL CHECK (state IN ('in_flight', 'done')),
+    locked_until          TEXT NOT NULL,
+    response_status       INTEGER,
+    response_content_type TEXT,
+    response_location     TEXT,
+    response_body         BLOB,
+    created_at            TEXT NOT NULL,
+    expires_at            TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+) STRICT;
+CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
+
+CREATE TABLE audit_logs (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT,
+    at            TEXT NOT NULL,
+    actor_type    TEXT NOT NULL,
+    actor_id      TEXT,
+    action        TEXT NOT NULL,
+    resource_type TEXT,
+    resource_id   TEXT,
+    request_id    TEXT,
+    ip            TEXT,
+    user_agent    TEXT,
+    status        INTEGER NOT NULL,
+    details       TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_logs_by_tenant ON audit_logs (tenant_id, id);
+CREATE INDEX audit_logs_by_at ON audit_logs (at);
