@@ -86,8 +86,24 @@ pub fn init() -> &'static PrometheusHandle {
     })
 }
 
+/// The route label: the matched template with `{id}` written `:id`, since some
+/// exposition parsers in the wild stop at a `}` inside a label value.
+fn route_label(route: &str) -> String {
+    let mut out = String::with_capacity(route.len());
+    for c in route.chars() {
+        match c {
+            '{' => out.push(':'),
+            '}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Counts one finished HTTP request.
 pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
+    let route = route_label(route);
+    let route = route.as_str();
     let status_text = status.to_string();
     metrics::counter!("leadline_http_requests_total", "method" => method.to_owned(), "route" => route.to_owned(), "status" => status_text)
         .increment(1);
