@@ -311,7 +311,10 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
     // CORS preflight of lead capture: grant nothing by itself; the real POST is
     // checked against the tenant's allowed origins and only then readable.
     if route == "/v1/leads" && method == Method::OPTIONS {
-        let wants_post = req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD).is_some_and(|m| m == "POST");
+        let wants_post = req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .is_some_and(|m| m == "POST");
         return preflight(origin.as_deref().filter(|_| wants_post));
     }
 

@@ -20,11 +20,23 @@ both_backends!(
 );
 
 async fn post_lead_with_key(app: &TestApp, sk: &str, key: &str, body: &Value) -> reqwest::Response {
-    app.with_key(Method::POST, "/v1/leads", sk).header("Idempotency-Key", key).json(body).send().await.expect("send")
+    app.with_key(Method::POST, "/v1/leads", sk)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("send")
 }
 
 async fn audit(app: &TestApp, query: &str) -> Vec<Value> {
-    let v: Value = app.admin(Method::GET, &format!("/admin/audit?limit=200{query}")).send().await.expect("send").json().await.expect("json");
+    let v: Value = app
+        .admin(Method::GET, &format!("/admin/audit?limit=200{query}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     v["data"].as_array().cloned().unwrap_or_default()
 }
 
@@ -34,7 +46,10 @@ async fn twenty_concurrent_retries_create_one_lead(b: Backend) {
     let body = lead_body("maria@example.com");
     let mut tasks = Vec::new();
     for _ in 0..20 {
-        let req = app.with_key(Method::POST, "/v1/leads", &t.sk).header("Idempotency-Key", "order-42").json(&body);
+        let req = app
+            .with_key(Method::POST, "/v1/leads", &t.sk)
+            .header("Idempotency-Key", "order-42")
+            .json(&body);
         tasks.push(tokio::spawn(async move { req.send().await }));
     }
     let (mut created, mut replayed, mut conflicts) = (Vec::new(), 0, 0);
@@ -58,7 +73,10 @@ async fn twenty_concurrent_retries_create_one_lead(b: Backend) {
     }
     assert_eq!(created.len(), 1, "exactly one request ran");
     assert_eq!(1 + replayed + conflicts, 20);
-    assert_eq!(app.lead_ids(&t).await, vec![created[0]["id"].as_str().expect("id").to_owned()]);
+    assert_eq!(
+        app.lead_ids(&t).await,
+        vec![created[0]["id"].as_str().expect("id").to_owned()]
+    );
     let entries = audit(&app, "&action=lead.create").await;
     assert_eq!(entries.len(), 1, "one audit entry");
     assert_eq!(entries[0]["resource_id"], created[0]["id"]);
@@ -83,11 +101,19 @@ async fn idempotent_replays_survive_restart_and_refuse_other_requests(b: Backend
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.expect("json"), first);
     // Same key, another body: 422.
-    let p = problem(post_lead_with_key(&app, &t.sk, "k-1", &lead_body("nikos@example.com")).await, 422).await;
+    let p = problem(
+        post_lead_with_key(&app, &t.sk, "k-1", &lead_body("nikos@example.com")).await,
+        422,
+    )
+    .await;
     assert_eq!(p["type"], "urn:leadline:problem:idempotency-key-reused");
     // Same key, another path: 422.
     let res = app
-        .with_key(Method::PATCH, &format!("/v1/leads/{}", first["id"].as_str().expect("id")), &t.sk)
+        .with_key(
+            Method::PATCH,
+            &format!("/v1/leads/{}", first["id"].as_str().expect("id")),
+            &t.sk,
+        )
         .header("Idempotency-Key", "k-1")
         .json(&json!({"status": "contacted"}))
         .send()
@@ -112,7 +138,10 @@ async fn idempotent_replays_survive_restart_and_refuse_other_requests(b: Backend
     }
     let res = app
         .with_key(Method::POST, "/v1/leads", &t.sk)
-        .header("Idempotency-Key", reqwest::header::HeaderValue::from_bytes(b"caf\xc3\xa9").expect("bytes"))
+        .header(
+            "Idempotency-Key",
+            reqwest::header::HeaderValue::from_bytes(b"caf\xc3\xa9").expect("bytes"),
+        )
         .json(&lead_body("bad@example.com"))
         .send()
         .await
@@ -131,7 +160,12 @@ async fn idempotent_replays_survive_restart_and_refuse_other_requests(b: Backend
 
 async fn idempotency_on_admin_and_patch_routes(b: Backend) {
     let app = TestApp::spawn(b).await;
-    let send = || app.admin(Method::POST, "/admin/tenants").header("Idempotency-Key", "tenant-1").json(&json!({"name": "Cyclades Co"})).send();
+    let send = || {
+        app.admin(Method::POST, "/admin/tenants")
+            .header("Idempotency-Key", "tenant-1")
+            .json(&json!({"name": "Cyclades Co"}))
+            .send()
+    };
     let first = send().await.expect("send");
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.expect("json");
@@ -142,12 +176,26 @@ async fn idempotency_on_admin_and_patch_routes(b: Backend) {
     assert_eq!(replay["tenant"], first["tenant"]);
     let sk = first["secret_key"].as_str().expect("sk");
     // The key is never stored: the replay shows its prefix only.
-    assert!(replay["secret_key"].as_str().is_some_and(|k| k.ends_with("...") && sk.starts_with(k.trim_end_matches("..."))));
-    let list: Value = app.admin(Method::GET, "/admin/tenants").send().await.expect("send").json().await.expect("json");
+    assert!(
+        replay["secret_key"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("...") && sk.starts_with(k.trim_end_matches("...")))
+    );
+    let list: Value = app
+        .admin(Method::GET, "/admin/tenants")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
     // PATCH with a key applies once.
     let t = app.tenant("Aegean").await;
-    let id = app.lead(&t, lead_body("maria@example.com")).await["id"].as_str().expect("id").to_owned();
+    let id = app.lead(&t, lead_body("maria@example.com")).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     for _ in 0..3 {
         let res = app
             .with_key(Method::PATCH, &format!("/v1/leads/{id}"), &t.sk)
@@ -168,32 +216,134 @@ async fn every_mutating_route_is_audited_with_its_request_id(b: Backend) {
     let t = app.tenant("Aegean Blue").await;
     let lead = app.lead(&t, lead_body("maria@example.com")).await;
     let lead_id = lead["id"].as_str().expect("id").to_owned();
-    let keys: Value = app.admin(Method::GET, &format!("/admin/tenants/{}", t.id)).send().await.expect("send").json().await.expect("json");
-    let pk_id = keys["keys"].as_array().expect("keys").iter().find(|k| k["kind"] == "publishable").expect("pk")["id"]
+    let keys: Value = app
+        .admin(Method::GET, &format!("/admin/tenants/{}", t.id))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let pk_id = keys["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kind"] == "publishable")
+        .expect("pk")["id"]
         .as_str()
         .expect("id")
         .to_owned();
     // (method, route template, path, body, auth, expected action, expected status)
     let admin = "admin";
     let cases: Vec<(Method, &str, String, Option<Value>, &str, &str, u16)> = vec![
-        (Method::POST, "/admin/tenants", "/admin/tenants".into(), Some(json!({"name": "New Co"})), admin, "tenant.create", 201),
-        (Method::PATCH, "/admin/tenants/{id}", format!("/admin/tenants/{}", t.id), Some(json!({"name": "Aegean"})), admin, "tenant.update", 200),
-        (Method::POST, "/admin/tenants/{id}/keys", format!("/admin/tenants/{}/keys", t.id), Some(json!({"kind": "secret"})), admin, "key.issue", 201),
-        (Method::DELETE, "/admin/tenants/{id}/keys/{key_id}", format!("/admin/tenants/{}/keys/{pk_id}", t.id), None, admin, "key.revoke", 200),
-        (Method::PATCH, "/v1/settings", "/v1/settings".into(), Some(json!({"vat_percent": "12"})), "sk", "settings.update", 200),
-        (Method::POST, "/v1/leads", "/v1/leads".into(), Some(lead_body("nikos@example.com")), "sk", "lead.create", 201),
-        (Method::PATCH, "/v1/leads/{id}", format!("/v1/leads/{lead_id}"), Some(json!({"status": "contacted"})), "sk", "lead.update", 200),
-        (Method::DELETE, "/v1/leads/{id}", format!("/v1/leads/{lead_id}"), None, "sk", "lead.delete", 204),
+        (
+            Method::POST,
+            "/admin/tenants",
+            "/admin/tenants".into(),
+            Some(json!({"name": "New Co"})),
+            admin,
+            "tenant.create",
+            201,
+        ),
+        (
+            Method::PATCH,
+            "/admin/tenants/{id}",
+            format!("/admin/tenants/{}", t.id),
+            Some(json!({"name": "Aegean"})),
+            admin,
+            "tenant.update",
+            200,
+        ),
+        (
+            Method::POST,
+            "/admin/tenants/{id}/keys",
+            format!("/admin/tenants/{}/keys", t.id),
+            Some(json!({"kind": "secret"})),
+            admin,
+            "key.issue",
+            201,
+        ),
+        (
+            Method::DELETE,
+            "/admin/tenants/{id}/keys/{key_id}",
+            format!("/admin/tenants/{}/keys/{pk_id}", t.id),
+            None,
+            admin,
+            "key.revoke",
+            200,
+        ),
+        (
+            Method::PATCH,
+            "/v1/settings",
+            "/v1/settings".into(),
+            Some(json!({"vat_percent": "12"})),
+            "sk",
+            "settings.update",
+            200,
+        ),
+        (
+            Method::POST,
+            "/v1/leads",
+            "/v1/leads".into(),
+            Some(lead_body("nikos@example.com")),
+            "sk",
+            "lead.create",
+            201,
+        ),
+        (
+            Method::PATCH,
+            "/v1/leads/{id}",
+            format!("/v1/leads/{lead_id}"),
+            Some(json!({"status": "contacted"})),
+            "sk",
+            "lead.update",
+            200,
+        ),
+        (
+            Method::DELETE,
+            "/v1/leads/{id}",
+            format!("/v1/leads/{lead_id}"),
+            None,
+            "sk",
+            "lead.delete",
+            204,
+        ),
         // Failures are audited too.
-        (Method::POST, "/v1/leads", "/v1/leads".into(), Some(json!({"name": "x"})), "sk", "lead.create", 422),
-        (Method::PATCH, "/v1/settings", "/v1/settings".into(), Some(json!({})), "none", "settings.update", 401),
+        (
+            Method::POST,
+            "/v1/leads",
+            "/v1/leads".into(),
+            Some(json!({"name": "x"})),
+            "sk",
+            "lead.create",
+            422,
+        ),
+        (
+            Method::PATCH,
+            "/v1/settings",
+            "/v1/settings".into(),
+            Some(json!({})),
+            "none",
+            "settings.update",
+            401,
+        ),
     ];
-    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.expect("send").json().await.expect("json");
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for m in ["post", "patch", "put", "delete"] {
             if item.get(m).is_some() {
                 assert!(
-                    cases.iter().any(|c| c.0.as_str().eq_ignore_ascii_case(m) && c.1 == path),
+                    cases
+                        .iter()
+                        .any(|c| c.0.as_str().eq_ignore_ascii_case(m) && c.1 == path),
                     "{m} {path} has no audit case: add one"
                 );
             }
@@ -201,7 +351,11 @@ async fn every_mutating_route_is_audited_with_its_request_id(b: Backend) {
     }
     for (i, (method, _, path, body, auth, action, status)) in cases.into_iter().enumerate() {
         let rid = format!("audit-walk-{i}");
-        let mut req = app.client.request(method.clone(), app.url(&path)).header("X-Request-Id", &rid).header("User-Agent", "walker/1");
+        let mut req = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .header("X-Request-Id", &rid)
+            .header("User-Agent", "walker/1");
         req = match auth {
             "admin" => req.header("X-Admin-Key", ADMIN_KEY),
             "sk" => req.bearer_auth(&t.sk),
@@ -212,7 +366,11 @@ async fn every_mutating_route_is_audited_with_its_request_id(b: Backend) {
         }
         let res = req.send().await.expect("send");
         assert_eq!(res.status().as_u16(), status, "{method} {path}");
-        let found: Vec<Value> = audit(&app, "").await.into_iter().filter(|e| e["request_id"] == rid.as_str()).collect();
+        let found: Vec<Value> = audit(&app, "")
+            .await
+            .into_iter()
+            .filter(|e| e["request_id"] == rid.as_str())
+            .collect();
         assert_eq!(found.len(), 1, "one audit entry for {method} {path}");
         let e = &found[0];
         assert_eq!(e["action"], action);
@@ -233,7 +391,10 @@ async fn every_mutating_route_is_audited_with_its_request_id(b: Backend) {
     let all = audit(&app, "").await;
     assert!(all.iter().any(|e| e["action"] == "tenant.read"));
     let text = serde_json::to_string(&all).expect("json");
-    assert!(!text.contains("maria@example.com") && !text.contains("nikos@example.com") && !text.contains("694 123"), "{text}");
+    assert!(
+        !text.contains("maria@example.com") && !text.contains("nikos@example.com") && !text.contains("694 123"),
+        "{text}"
+    );
 }
 
 async fn audit_listings_filter_and_stay_within_the_tenant(b: Backend) {
@@ -242,12 +403,26 @@ async fn audit_listings_filter_and_stay_within_the_tenant(b: Backend) {
     let u = app.tenant("B").await;
     let lead = app.lead(&t, lead_body("maria@example.com")).await;
     app.lead(&u, lead_body("nikos@example.com")).await;
-    let mine: Value = app.with_key(Method::GET, "/v1/audit?limit=200", &t.sk).send().await.expect("send").json().await.expect("json");
+    let mine: Value = app
+        .with_key(Method::GET, "/v1/audit?limit=200", &t.sk)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     let mine = mine["data"].as_array().expect("data");
     assert!(!mine.is_empty());
-    assert!(mine.iter().all(|e| e["tenant_id"] == t.id.as_str()), "only the tenant's own entries");
+    assert!(
+        mine.iter().all(|e| e["tenant_id"] == t.id.as_str()),
+        "only the tenant's own entries"
+    );
     let by_resource: Value = app
-        .with_key(Method::GET, &format!("/v1/audit?resource_id={}", lead["id"].as_str().expect("id")), &t.sk)
+        .with_key(
+            Method::GET,
+            &format!("/v1/audit?resource_id={}", lead["id"].as_str().expect("id")),
+            &t.sk,
+        )
         .send()
         .await
         .expect("send")
@@ -256,7 +431,11 @@ async fn audit_listings_filter_and_stay_within_the_tenant(b: Backend) {
         .expect("json");
     assert_eq!(by_resource["data"].as_array().map(Vec::len), Some(1));
     let theirs: Value = app
-        .with_key(Method::GET, &format!("/v1/audit?resource_id={}", lead["id"].as_str().expect("id")), &u.sk)
+        .with_key(
+            Method::GET,
+            &format!("/v1/audit?resource_id={}", lead["id"].as_str().expect("id")),
+            &u.sk,
+        )
         .send()
         .await
         .expect("send")
@@ -264,21 +443,76 @@ async fn audit_listings_filter_and_stay_within_the_tenant(b: Backend) {
         .await
         .expect("json");
     assert_eq!(theirs["data"], json!([]), "another tenant sees nothing of it");
-    let admin_view: Value = app.admin(Method::GET, &format!("/admin/audit/{}?action=lead.create", u.id)).send().await.expect("send").json().await.expect("json");
+    let admin_view: Value = app
+        .admin(Method::GET, &format!("/admin/audit/{}?action=lead.create", u.id))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     let entries = admin_view["data"].as_array().expect("data");
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["tenant_id"], u.id.as_str());
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let none: Value = app.admin(Method::GET, &format!("/admin/audit?since={future}")).send().await.expect("send").json().await.expect("json");
+    let none: Value = app
+        .admin(Method::GET, &format!("/admin/audit?since={future}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(none["data"], json!([]));
-    let until: Value = app.admin(Method::GET, &format!("/admin/audit?until={future}&limit=2")).send().await.expect("send").json().await.expect("json");
+    let until: Value = app
+        .admin(Method::GET, &format!("/admin/audit?until={future}&limit=2"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(until["data"].as_array().map(Vec::len), Some(2));
     assert!(until["next_cursor"].is_string());
-    let filtered: Value = app.admin(Method::GET, &format!("/admin/audit?tenant_id={}", t.id)).send().await.expect("send").json().await.expect("json");
-    assert!(filtered["data"].as_array().expect("data").iter().all(|e| e["tenant_id"] == t.id.as_str()));
-    problem(app.admin(Method::GET, "/admin/audit/ten_01jd6c8m2f0000000000000000").send().await.expect("send"), 404).await;
-    problem(app.with_key(Method::GET, "/v1/audit", &t.pk).send().await.expect("send"), 403).await;
-    problem(app.with_key(Method::GET, &format!("/v1/audit?tenant_id={}", u.id), &t.sk).send().await.expect("send"), 400).await;
+    let filtered: Value = app
+        .admin(Method::GET, &format!("/admin/audit?tenant_id={}", t.id))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        filtered["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .all(|e| e["tenant_id"] == t.id.as_str())
+    );
+    problem(
+        app.admin(Method::GET, "/admin/audit/ten_01jd6c8m2f0000000000000000")
+            .send()
+            .await
+            .expect("send"),
+        404,
+    )
+    .await;
+    problem(
+        app.with_key(Method::GET, "/v1/audit", &t.pk)
+            .send()
+            .await
+            .expect("send"),
+        403,
+    )
+    .await;
+    problem(
+        app.with_key(Method::GET, &format!("/v1/audit?tenant_id={}", u.id), &t.sk)
+            .send()
+            .await
+            .expect("send"),
+        400,
+    )
+    .await;
 }
 
 fn scrape(text: &str) -> prometheus_parse::Scrape {
@@ -290,7 +524,9 @@ fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f
         .iter()
         .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
         .map(|x| match x.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
             _ => 0.0,
         })
         .sum()
@@ -301,17 +537,32 @@ async fn metrics_parse_and_move(b: Backend) {
     let get = || async {
         let res = app.admin(Method::GET, "/admin/metrics").send().await.expect("send");
         assert_eq!(res.status(), 200);
-        assert!(res.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain; version=0.0.4"));
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .expect("ascii")
+                .starts_with("text/plain; version=0.0.4")
+        );
         res.text().await.expect("text")
     };
     let before = scrape(&get().await);
-    problem(app.client.get(app.url("/admin/metrics")).send().await.expect("send"), 401).await;
+    problem(
+        app.client.get(app.url("/admin/metrics")).send().await.expect("send"),
+        401,
+    )
+    .await;
     let t = app.tenant("Aegean Blue").await;
     let lead = app.lead(&t, lead_body("maria@example.com")).await;
     app.lead(&t, lead_body("nikos@example.com")).await;
     let id = lead["id"].as_str().expect("id");
-    app.with_key(Method::GET, &format!("/v1/leads/{id}"), &t.sk).send().await.expect("send");
-    app.with_key(Method::GET, "/v1/leads/lead_01jd6c8m2f0000000000000000", &t.sk).send().await.expect("send");
+    app.with_key(Method::GET, &format!("/v1/leads/{id}"), &t.sk)
+        .send()
+        .await
+        .expect("send");
+    app.with_key(Method::GET, "/v1/leads/lead_01jd6c8m2f0000000000000000", &t.sk)
+        .send()
+        .await
+        .expect("send");
     let res = post_lead_with_key(&app, &t.sk, "m-1", &lead_body("x@example.com")).await;
     assert_eq!(res.status(), 201);
     post_lead_with_key(&app, &t.sk, "m-1", &lead_body("x@example.com")).await;
@@ -320,19 +571,54 @@ async fn metrics_parse_and_move(b: Backend) {
     let delta = |name: &str, labels: &[(&str, &str)]| value(&after, name, labels) - value(&before, name, labels);
     assert_eq!(delta("leadline_leads_created_total", &[]), 3.0);
     assert_eq!(delta("leadline_idempotent_replays_total", &[]), 1.0);
-    assert_eq!(delta("leadline_http_requests_total", &[("route", "/v1/leads/:id"), ("method", "GET"), ("status", "200")]), 1.0);
-    assert_eq!(delta("leadline_http_requests_total", &[("route", "/v1/leads/:id"), ("status", "404")]), 1.0);
-    assert!(delta("leadline_errors_total", &[("class", "4xx")]) >= 2.0, "401 and 404 counted");
-    assert!(!text.contains(id) && !text.contains("lead_01jd6c8m2f"), "labels carry route templates, never ids");
+    assert_eq!(
+        delta(
+            "leadline_http_requests_total",
+            &[("route", "/v1/leads/:id"), ("method", "GET"), ("status", "200")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "leadline_http_requests_total",
+            &[("route", "/v1/leads/:id"), ("status", "404")]
+        ),
+        1.0
+    );
+    assert!(
+        delta("leadline_errors_total", &[("class", "4xx")]) >= 2.0,
+        "401 and 404 counted"
+    );
+    assert!(
+        !text.contains(id) && !text.contains("lead_01jd6c8m2f"),
+        "labels carry route templates, never ids"
+    );
     assert!(!text.contains("maria@"), "no personal data in metrics");
     // A real histogram with buckets.
-    assert!(after.samples.iter().any(|s| s.metric == "leadline_http_request_duration_seconds"
-        && matches!(&s.value, prometheus_parse::Value::Histogram(h) if h.len() > 5)));
-    for name in ["leadline_quotes_created_total", "leadline_rate_limited_total", "leadline_outbox_pending", "leadline_dead_letters_total", "process_resident_memory_bytes", "process_cpu_seconds_total"] {
+    assert!(
+        after
+            .samples
+            .iter()
+            .any(|s| s.metric == "leadline_http_request_duration_seconds"
+                && matches!(&s.value, prometheus_parse::Value::Histogram(h) if h.len() > 5))
+    );
+    for name in [
+        "leadline_quotes_created_total",
+        "leadline_rate_limited_total",
+        "leadline_outbox_pending",
+        "leadline_dead_letters_total",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+    ] {
         assert!(after.samples.iter().any(|s| s.metric == name), "{name} is exposed");
     }
     assert!(after.samples.iter().any(|s| s.metric == "leadline_emails_sent_total"));
-    assert!(after.samples.iter().any(|s| s.metric == "leadline_webhooks_delivered_total"));
+    assert!(
+        after
+            .samples
+            .iter()
+            .any(|s| s.metric == "leadline_webhooks_delivered_total")
+    );
 }
 
 async fn rate_limit_refuses_the_61st_request(b: Backend) {
@@ -346,24 +632,68 @@ async fn rate_limit_refuses_the_61st_request(b: Backend) {
     }
     assert!(last.is_some_and(|l| l.starts_with("\"tenant\";r=0;")));
     // A spoofed X-Forwarded-For from an untrusted peer changes nothing.
-    let res = app.client.get(app.url("/v1/leads")).header("X-Forwarded-For", "203.0.113.7").send().await.expect("send");
-    let retry: u64 = res.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    let res = app
+        .client
+        .get(app.url("/v1/leads"))
+        .header("X-Forwarded-For", "203.0.113.7")
+        .send()
+        .await
+        .expect("send");
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
     assert!((1..=60).contains(&retry));
-    assert!(res.headers()["ratelimit"].to_str().expect("ascii").starts_with("\"tenant\";r=0;t="));
+    assert!(
+        res.headers()["ratelimit"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("\"tenant\";r=0;t=")
+    );
     let p = problem(res, 429).await;
     assert_eq!(p["type"], "urn:leadline:problem:rate-limited");
     // Other classes have their own quota; health checks none.
-    assert_eq!(app.admin(Method::GET, "/admin/tenants").send().await.expect("send").status(), 200);
+    assert_eq!(
+        app.admin(Method::GET, "/admin/tenants")
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        200
+    );
     for _ in 0..100 {
-        assert_eq!(app.client.get(app.url("/healthz")).send().await.expect("send").status(), 200);
+        assert_eq!(
+            app.client.get(app.url("/healthz")).send().await.expect("send").status(),
+            200
+        );
     }
-    let m: String = app.admin(Method::GET, "/admin/metrics").send().await.expect("send").text().await.expect("text");
+    let m: String = app
+        .admin(Method::GET, "/admin/metrics")
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
     assert!(value(&scrape(&m), "leadline_rate_limited_total", &[]) >= 1.0);
 }
 
 async fn forwarded_for_is_honoured_only_from_trusted_proxies(b: Backend) {
-    let app = TestApp::spawn_with(b, &[("LEADLINE_RATE_LIMIT_PER_MINUTE", "5"), ("LEADLINE_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
-    let get = |xff: &'static str| app.client.get(app.url("/v1/leads")).header("X-Forwarded-For", xff).send();
+    let app = TestApp::spawn_with(
+        b,
+        &[
+            ("LEADLINE_RATE_LIMIT_PER_MINUTE", "5"),
+            ("LEADLINE_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+    )
+    .await;
+    let get = |xff: &'static str| {
+        app.client
+            .get(app.url("/v1/leads"))
+            .header("X-Forwarded-For", xff)
+            .send()
+    };
     for _ in 0..5 {
         assert_eq!(get("203.0.113.1").await.expect("send").status(), 401);
     }
@@ -391,7 +721,11 @@ async fn forwarded_for_is_honoured_only_from_trusted_proxies(b: Backend) {
 async fn cors_only_for_lead_capture_from_allowed_origins(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.tenant("Aegean").await;
-    app.with_key(Method::PATCH, "/v1/settings", &t.sk).json(&json!({"allowed_origins": ["https://aegean.example"]})).send().await.expect("send");
+    app.with_key(Method::PATCH, "/v1/settings", &t.sk)
+        .json(&json!({"allowed_origins": ["https://aegean.example"]}))
+        .send()
+        .await
+        .expect("send");
     let preflight = app
         .client
         .request(Method::OPTIONS, app.url("/v1/leads"))
@@ -402,25 +736,46 @@ async fn cors_only_for_lead_capture_from_allowed_origins(b: Backend) {
         .await
         .expect("send");
     assert_eq!(preflight.status(), 204);
-    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://aegean.example");
-    assert!(preflight.headers()["access-control-allow-headers"].to_str().expect("ascii").contains("authorization"));
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://aegean.example"
+    );
+    assert!(
+        preflight.headers()["access-control-allow-headers"]
+            .to_str()
+            .expect("ascii")
+            .contains("authorization")
+    );
     assert!(preflight.headers().get("access-control-allow-credentials").is_none());
     let post = |origin: &'static str, body: Value| {
-        app.with_key(Method::POST, "/v1/leads", &t.pk).header("Origin", origin).json(&body).send()
+        app.with_key(Method::POST, "/v1/leads", &t.pk)
+            .header("Origin", origin)
+            .json(&body)
+            .send()
     };
-    let ok = post("https://aegean.example", lead_body("maria@example.com")).await.expect("send");
+    let ok = post("https://aegean.example", lead_body("maria@example.com"))
+        .await
+        .expect("send");
     assert_eq!(ok.status(), 201);
     assert_eq!(ok.headers()["access-control-allow-origin"], "https://aegean.example");
     assert_eq!(ok.headers()["vary"], "Origin");
     // The form can read its validation errors.
-    let bad = post("https://aegean.example", json!({"name": "x"})).await.expect("send");
+    let bad = post("https://aegean.example", json!({"name": "x"}))
+        .await
+        .expect("send");
     assert_eq!(bad.headers()["access-control-allow-origin"], "https://aegean.example");
     problem(bad, 422).await;
-    let evil = post("https://evil.example", lead_body("x@example.com")).await.expect("send");
+    let evil = post("https://evil.example", lead_body("x@example.com"))
+        .await
+        .expect("send");
     assert!(evil.headers().get("access-control-allow-origin").is_none());
     problem(evil, 403).await;
     // Secret-key and admin routes grant nothing.
-    for (m, p) in [(Method::GET, "/v1/leads"), (Method::PATCH, "/v1/settings"), (Method::GET, "/admin/tenants")] {
+    for (m, p) in [
+        (Method::GET, "/v1/leads"),
+        (Method::PATCH, "/v1/settings"),
+        (Method::GET, "/admin/tenants"),
+    ] {
         let res = app
             .client
             .request(m.clone(), app.url(p))
@@ -440,10 +795,19 @@ async fn cors_only_for_lead_capture_from_allowed_origins(b: Backend) {
             .send()
             .await
             .expect("send");
-        assert!(pre.headers().get("access-control-allow-origin").is_none(), "preflight {p}");
+        assert!(
+            pre.headers().get("access-control-allow-origin").is_none(),
+            "preflight {p}"
+        );
     }
     // With a secret key from a browser origin, no grant either.
-    let res = app.with_key(Method::POST, "/v1/leads", &t.sk).header("Origin", "https://aegean.example").json(&lead_body("s@example.com")).send().await.expect("send");
+    let res = app
+        .with_key(Method::POST, "/v1/leads", &t.sk)
+        .header("Origin", "https://aegean.example")
+        .json(&lead_body("s@example.com"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 201);
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }

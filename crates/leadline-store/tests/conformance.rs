@@ -72,7 +72,151 @@ conformance!(
     a_failed_change_set_commits_nothing,
     concurrent_identical_leads_have_one_first,
     readiness_reports_migrations,
+    idempotency_claims,
+    audit_entries_list_and_filter,
 );
+
+fn claim(key: &str, fingerprint: &str, now: chrono::DateTime<Utc>) -> leadline_store::IdempotencyClaim {
+    leadline_store::IdempotencyClaim {
+        scope: "ten_x".into(),
+        key: key.into(),
+        method: "POST".into(),
+        path: "/v1/leads".into(),
+        fingerprint: fingerprint.into(),
+        now,
+        locked_until: now + Duration::seconds(60),
+        expires_at: now + Duration::hours(24),
+    }
+}
+
+async fn idempotency_claims(b: Backend) {
+    use leadline_core::change::IdempotentResponse;
+    use leadline_store::ClaimOutcome;
+    let (_db, s) = open(b).await;
+    let t0 = now();
+    assert_eq!(
+        s.claim_idempotency(&claim("k", "f1", t0)).await.expect("claim"),
+        ClaimOutcome::Claimed
+    );
+    assert_eq!(
+        s.claim_idempotency(&claim("k", "f1", t0)).await.expect("claim"),
+        ClaimOutcome::InFlight
+    );
+    assert_eq!(
+        s.claim_idempotency(&claim("k", "f2", t0)).await.expect("claim"),
+        ClaimOutcome::Mismatch
+    );
+    // A lease that ran out (its process died) is taken over by the same request.
+    let later = t0 + Duration::seconds(61);
+    assert_eq!(
+        s.claim_idempotency(&claim("k", "f1", later)).await.expect("claim"),
+        ClaimOutcome::Claimed
+    );
+    let response = IdempotentResponse {
+        scope: "ten_x".into(),
+        key: "k".into(),
+        status: 201,
+        content_type: Some("application/json".into()),
+        location: None,
+        body: b"{\"id\":1}".to_vec(),
+    };
+    s.commit(ChangeSet::one(Change::CompleteIdempotency(response.clone())))
+        .await
+        .expect("complete");
+    assert_eq!(
+        s.claim_idempotency(&claim("k", "f1", later)).await.expect("claim"),
+        ClaimOutcome::Done(response)
+    );
+    assert_eq!(
+        s.claim_idempotency(&claim("k", "f2", later)).await.expect("claim"),
+        ClaimOutcome::Mismatch
+    );
+    // Expired records are forgotten: the key is free again, whatever the request.
+    let expired = t0 + Duration::hours(25);
+    assert_eq!(
+        s.claim_idempotency(&claim("k", "f2", expired)).await.expect("claim"),
+        ClaimOutcome::Claimed
+    );
+    // A released claim (a 5xx) may be claimed again at once.
+    assert_eq!(
+        s.claim_idempotency(&claim("r", "f1", t0)).await.expect("claim"),
+        ClaimOutcome::Claimed
+    );
+    s.release_idempotency("ten_x", "r").await.expect("release");
+    assert_eq!(
+        s.claim_idempotency(&claim("r", "f1", t0)).await.expect("claim"),
+        ClaimOutcome::Claimed
+    );
+    // Scopes are separate.
+    let mut other = claim("k", "zz", expired);
+    other.scope = "admin".into();
+    assert_eq!(s.claim_idempotency(&other).await.expect("claim"), ClaimOutcome::Claimed);
+}
+
+async fn audit_entries_list_and_filter(b: Backend) {
+    use leadline_core::audit::{ActorType, AuditEntry, AuditFilter, AuditScope};
+    use leadline_core::id::AuditId;
+    let (_db, s) = open(b).await;
+    let t = tenant("A");
+    s.commit(ChangeSet::one(Change::InsertTenant(t.clone())))
+        .await
+        .expect("insert");
+    let t0 = now();
+    let entry = |tenant: Option<TenantId>, action: &str, minutes: i64| AuditEntry {
+        id: AuditId::generate(),
+        tenant_id: tenant,
+        at: t0 + Duration::minutes(minutes),
+        actor_type: ActorType::SecretKey,
+        actor_id: Some("key_x".into()),
+        action: action.into(),
+        resource_type: Some("lead".into()),
+        resource_id: Some(format!("res-{minutes}")),
+        request_id: Some("req".into()),
+        ip: Some("127.0.0.1".into()),
+        user_agent: None,
+        status: 201,
+        details: serde_json::json!({"k": "v"}),
+    };
+    let entries = vec![
+        entry(Some(t.id.clone()), "lead.create", 0),
+        entry(Some(t.id.clone()), "lead.update", 1),
+        entry(None, "maintenance.run", 2),
+        entry(Some(TenantId::generate()), "lead.create", 3),
+    ];
+    let mut cs = ChangeSet::new();
+    for e in &entries {
+        cs.push(Change::InsertAudit(e.clone()));
+    }
+    s.commit(cs).await.expect("insert");
+    let f = |scope: AuditScope| AuditFilter {
+        scope,
+        action: None,
+        since: None,
+        until: None,
+        resource_id: None,
+    };
+    let all = s.list_audit(&f(AuditScope::All), &page(10)).await.expect("list");
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0], entries[3], "newest first, read back exactly");
+    let mine = s
+        .list_audit(&f(AuditScope::Tenant(t.id.clone())), &page(10))
+        .await
+        .expect("list");
+    assert_eq!(
+        mine.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["lead.update", "lead.create"]
+    );
+    let mut by_action = f(AuditScope::All);
+    by_action.action = Some("lead.create".into());
+    assert_eq!(s.list_audit(&by_action, &page(10)).await.expect("list").len(), 2);
+    let mut window = f(AuditScope::All);
+    window.since = Some(t0 + Duration::minutes(1));
+    window.until = Some(t0 + Duration::minutes(3));
+    assert_eq!(s.list_audit(&window, &page(10)).await.expect("list").len(), 2);
+    let mut by_res = f(AuditScope::All);
+    by_res.resource_id = Some("res-2".into());
+    assert_eq!(s.list_audit(&by_res, &page(10)).await.expect("list")[0].tenant_id, None);
+}
 
 async fn tenants_round_trip_and_slugs_are_unique(b: Backend) {
     let (_db, s) = open(b).await;

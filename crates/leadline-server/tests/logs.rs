@@ -1,0 +1,133 @@
+//! The captured logs of a whole scenario hold none of the personal data or secrets
+//! the scenario used.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use common::{ADMIN_KEY, Backend, TestApp, lead_body};
+use reqwest::Method;
+use serde_json::json;
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn captured() -> &'static Buffer {
+    static BUF: OnceLock<Buffer> = OnceLock::new();
+    BUF.get_or_init(|| {
+        let buf = Buffer::default();
+        let writer = buf.clone();
+        leadline_server::telemetry::init_with_writer(leadline_server::config::LogFormat::Json, move || writer.clone());
+        buf
+    })
+}
+
+both_backends!(a_full_scenario_logs_no_personal_data_or_secrets);
+
+async fn a_full_scenario_logs_no_personal_data_or_secrets(b: Backend) {
+    let buf = captured();
+    let app = TestApp::spawn(b).await;
+    let res = app
+        .admin(Method::POST, "/admin/tenants")
+        .json(&json!({"name": "Aegean Blue", "notification_emails": ["staff.alerts@aegean.example"], "reply_to": "sales.desk@aegean.example"}))
+        .send()
+        .await
+        .expect("send");
+    let created: serde_json::Value = res.json().await.expect("json");
+    let sk = created["secret_key"].as_str().expect("sk").to_owned();
+    let pk = created["publishable_key"].as_str().expect("pk").to_owned();
+    let mut body = lead_body("maria.private@example.com");
+    body["phone"] = json!("+30 694 765 4321");
+    body["name"] = json!("Maria Secretname");
+    let lead: serde_json::Value = app
+        .with_key(Method::POST, "/v1/leads", &pk)
+        .header("Idempotency-Key", "log-1")
+        .json(&body)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let id = lead["id"].as_str().expect("id");
+    app.with_key(Method::POST, "/v1/leads", &pk)
+        .header("Idempotency-Key", "log-1")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    app.with_key(Method::POST, "/v1/leads", &pk)
+        .json(&json!({"name": "Maria Secretname", "email": "maria.private@example"}))
+        .send()
+        .await
+        .expect("send");
+    app.with_key(Method::GET, "/v1/leads?q=maria.private%40example.com", &sk)
+        .send()
+        .await
+        .expect("send");
+    app.with_key(Method::GET, "/v1/leads?q=6947654321", &sk)
+        .send()
+        .await
+        .expect("send");
+    app.with_key(Method::PATCH, &format!("/v1/leads/{id}"), &sk)
+        .json(&json!({"status": "contacted", "notes": "call Maria Secretname"}))
+        .send()
+        .await
+        .expect("send");
+    app.with_key(Method::GET, &format!("/v1/leads/{id}"), &sk)
+        .send()
+        .await
+        .expect("send");
+    app.with_key(Method::DELETE, &format!("/v1/leads/{id}"), &sk)
+        .send()
+        .await
+        .expect("send");
+    app.with_key(
+        Method::GET,
+        "/v1/leads",
+        "sk_wrongwrongwrongwrongwrongwrongwrongwrongwro",
+    )
+    .send()
+    .await
+    .expect("send");
+    app.client
+        .get(app.url("/admin/tenants"))
+        .header("X-Admin-Key", "not-the-key-but-close")
+        .send()
+        .await
+        .expect("send");
+    app.admin(Method::GET, "/admin/metrics").send().await.expect("send");
+    app.admin(Method::GET, "/admin/audit").send().await.expect("send");
+    drop(app);
+
+    let logs = String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    assert!(logs.contains("\"request_id\""), "the scenario was logged: {logs}");
+    assert!(logs.contains("/v1/leads/{id}"), "request lines name the route");
+    for secret in [
+        "maria.private",
+        "Secretname",
+        "694 765",
+        "6947654321",
+        "staff.alerts",
+        "sales.desk",
+        sk.as_str(),
+        pk.as_str(),
+        &sk[3..],
+        ADMIN_KEY,
+        "not-the-key-but-close",
+        "sk_wrongwrong",
+    ] {
+        assert!(!logs.contains(secret), "the logs contain {secret:?}");
+    }
+}
