@@ -269,10 +269,10 @@ fn replay(stored: IdempotentResponse, request_id: &str, path: &str) -> Response 
         stored.body
     };
     let mut res = (status, body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&ct) {
-        if !ct.is_empty() {
-            res.headers_mut().insert(header::CONTENT_TYPE, v);
-        }
+    if let Ok(v) = HeaderValue::from_str(&ct)
+        && !ct.is_empty()
+    {
+        res.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     res.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -335,56 +335,57 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
     });
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(fx.clone());
-    let mut body = Body::from(body);
+    let mut body = body;
 
-    if api && matches!(method, Method::POST | Method::PATCH) {
-        if let Some(raw) = parts.headers.get("idempotency-key").cloned() {
-            if !valid_key(raw.as_bytes()) {
-                let res = ApiError::BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters.".into())
+    if api
+        && matches!(method, Method::POST | Method::PATCH)
+        && let Some(raw) = parts.headers.get("idempotency-key").cloned()
+    {
+        if !valid_key(raw.as_bytes()) {
+            let res = ApiError::BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters.".into())
+                .into_response();
+            return finish(&state, &fx, res, auditable).await;
+        }
+        if let Some(scope) = scope_of(&state, &parts).await {
+            let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+                Ok(b) => b,
+                Err(_) => return finish(&state, &fx, ApiError::PayloadTooLarge.into_response(), auditable).await,
+            };
+            let key = String::from_utf8_lossy(raw.as_bytes()).into_owned();
+            let now = clock::now();
+            let claim = IdempotencyClaim {
+                scope: scope.clone(),
+                key: key.clone(),
+                method: method.to_string(),
+                path: path.clone(),
+                fingerprint: hex::encode(sha2::Sha256::digest(&bytes)),
+                now,
+                locked_until: now + CLAIM_LEASE,
+                expires_at: now + state.config.idempotency_ttl,
+            };
+            match state.store.claim_idempotency(&claim).await {
+                Ok(ClaimOutcome::Claimed) => fx.with(|s| s.claim = Some((scope, key))),
+                Ok(ClaimOutcome::InFlight) => {
+                    return ApiError::Conflict(
+                        "A request with this Idempotency-Key is still running; retry later.".into(),
+                    )
                     .into_response();
-                return finish(&state, &fx, res, auditable).await;
-            }
-            if let Some(scope) = scope_of(&state, &parts).await {
-                let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-                    Ok(b) => b,
-                    Err(_) => return finish(&state, &fx, ApiError::PayloadTooLarge.into_response(), auditable).await,
-                };
-                let key = String::from_utf8_lossy(raw.as_bytes()).into_owned();
-                let now = clock::now();
-                let claim = IdempotencyClaim {
-                    scope: scope.clone(),
-                    key: key.clone(),
-                    method: method.to_string(),
-                    path: path.clone(),
-                    fingerprint: hex::encode(sha2::Sha256::digest(&bytes)),
-                    now,
-                    locked_until: now + CLAIM_LEASE,
-                    expires_at: now + state.config.idempotency_ttl,
-                };
-                match state.store.claim_idempotency(&claim).await {
-                    Ok(ClaimOutcome::Claimed) => fx.with(|s| s.claim = Some((scope, key))),
-                    Ok(ClaimOutcome::InFlight) => {
-                        return ApiError::Conflict(
-                            "A request with this Idempotency-Key is still running; retry later.".into(),
-                        )
-                        .into_response();
-                    }
-                    Ok(ClaimOutcome::Mismatch) => {
-                        let mut p = Problem::new(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            "idempotency-key-reused",
-                            "This Idempotency-Key was used for a different request (method, path or body).",
-                        );
-                        p.errors = Vec::new();
-                        let mut res = StatusCode::UNPROCESSABLE_ENTITY.into_response();
-                        res.extensions_mut().insert(p);
-                        return res;
-                    }
-                    Ok(ClaimOutcome::Done(stored)) => return replay(stored, &request_id, &path),
-                    Err(e) => return finish(&state, &fx, ApiError::from(e).into_response(), auditable).await,
                 }
-                body = Body::from(bytes);
+                Ok(ClaimOutcome::Mismatch) => {
+                    let mut p = Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency-key-reused",
+                        "This Idempotency-Key was used for a different request (method, path or body).",
+                    );
+                    p.errors = Vec::new();
+                    let mut res = StatusCode::UNPROCESSABLE_ENTITY.into_response();
+                    res.extensions_mut().insert(p);
+                    return res;
+                }
+                Ok(ClaimOutcome::Done(stored)) => return replay(stored, &request_id, &path),
+                Err(e) => return finish(&state, &fx, ApiError::from(e).into_response(), auditable).await,
             }
+            body = Body::from(bytes);
         }
     }
 
@@ -396,18 +397,18 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
 /// entry of a failure or of a read; and the CORS grant.
 async fn finish(state: &AppState, fx: &Effects, mut res: Response, auditable: bool) -> Response {
     let s = fx.with(|s| s.clone());
-    if let Some(origin) = &s.cors_origin {
-        if let Ok(v) = HeaderValue::from_str(origin) {
-            let h = res.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
-            h.insert(
-                header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static(
-                    "X-Request-Id, RateLimit, RateLimit-Policy, Retry-After, Idempotent-Replayed, Location",
-                ),
-            );
-        }
+    if let Some(origin) = &s.cors_origin
+        && let Ok(v) = HeaderValue::from_str(origin)
+    {
+        let h = res.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(
+                "X-Request-Id, RateLimit, RateLimit-Policy, Retry-After, Idempotent-Replayed, Location",
+            ),
+        );
     }
     if s.done {
         return res;
@@ -460,10 +461,10 @@ async fn finish(state: &AppState, fx: &Effects, mut res: Response, auditable: bo
             status.as_u16(),
         )));
     }
-    if !changes.changes.is_empty() {
-        if let Err(e) = state.store.commit(changes).await {
-            tracing::error!(error = %e, "could not write the audit entry or idempotency record of a request");
-        }
+    if !changes.changes.is_empty()
+        && let Err(e) = state.store.commit(changes).await
+    {
+        tracing::error!(error = %e, "could not write the audit entry or idempotency record of a request");
     }
     res
 }

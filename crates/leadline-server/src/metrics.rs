@@ -134,14 +134,14 @@ fn process_metrics() -> String {
              # TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {start}\n"
         ));
     }
-    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
-        if let Some(pages) = statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()) {
-            out.push_str(&format!(
-                "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
+        && let Some(pages) = statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok())
+    {
+        out.push_str(&format!(
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
                  # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n",
-                pages * 4096
-            ));
-        }
+            pages * 4096
+        ));
     }
     if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
         // Fields after the command name, which is in parentheses and may hold spaces.

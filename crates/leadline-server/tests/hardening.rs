@@ -210,6 +210,9 @@ async fn idempotency_on_admin_and_patch_routes(b: Backend) {
     assert_eq!(entries.len(), 1);
 }
 
+/// (method, route template, path, body, auth, expected action, expected status)
+type AuditCase<'a> = (Method, &'a str, String, Option<Value>, &'a str, &'a str, u16);
+
 /// Every mutating route of the OpenAPI document, with a request that exercises it.
 async fn every_mutating_route_is_audited_with_its_request_id(b: Backend) {
     let app = TestApp::spawn(b).await;
@@ -235,7 +238,7 @@ async fn every_mutating_route_is_audited_with_its_request_id(b: Backend) {
         .to_owned();
     // (method, route template, path, body, auth, expected action, expected status)
     let admin = "admin";
-    let cases: Vec<(Method, &str, String, Option<Value>, &str, &str, u16)> = vec![
+    let cases: Vec<AuditCase> = vec![
         (
             Method::POST,
             "/admin/tenants",
