@@ -9,9 +9,12 @@ use chrono::{DateTime, Utc};
 
 use crate::api_key::ApiKey;
 use crate::audit::AuditEntry;
+use crate::delivery::{MailLog, OutboxMessage};
 use crate::id::{ApiKeyId, TenantId};
+use crate::id::{DeadLetterId, LeadId, WebhookEndpointId};
 use crate::lead::Lead;
 use crate::tenant::Tenant;
+use crate::webhook::WebhookEndpoint;
 
 /// One write.
 #[derive(Debug, Clone)]
@@ -50,6 +53,39 @@ pub enum Change {
     InsertAudit(AuditEntry),
     /// Completes a claimed idempotency record with the response of its request.
     CompleteIdempotency(IdempotentResponse),
+    /// A message to deliver (email or webhook).
+    InsertOutbox(OutboxMessage),
+    /// The delivery log of an email (with its outbox message).
+    InsertMailLog(MailLog),
+    /// A new webhook endpoint.
+    InsertEndpoint(WebhookEndpoint),
+    /// An endpoint's new state; applies only if the stored version is `version - 1`.
+    UpdateEndpoint(WebhookEndpoint),
+    /// Deletes an endpoint and cancels its pending deliveries.
+    DeleteEndpoint {
+        /// Owner.
+        tenant_id: TenantId,
+        /// Endpoint.
+        id: WebhookEndpointId,
+    },
+    /// Erasure of a lead in the delivery stores: its pending messages are
+    /// cancelled, and the personal data leaves outbox payloads, mail logs and dead
+    /// letters. Messages added later in the same change set are untouched.
+    EraseLeadDeliveries {
+        /// Owner.
+        tenant_id: TenantId,
+        /// The lead.
+        lead_id: LeadId,
+    },
+    /// Puts a dead letter's message back in the outbox with a fresh attempt count.
+    ReplayDeadLetter {
+        /// Owner.
+        tenant_id: TenantId,
+        /// The dead letter.
+        id: DeadLetterId,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 /// The stored outcome of a request made with an `Idempotency-Key`.

@@ -88,6 +88,19 @@ prefixed_id!(
     /// An audit entry.
     AuditId, "aud");
 
+prefixed_id!(
+    /// An outbox message (email or webhook); also the `webhook-id`.
+    MsgId, "msg");
+prefixed_id!(
+    /// A dead letter.
+    DeadLetterId, "dl");
+prefixed_id!(
+    /// An email's delivery log entry.
+    MailId, "mail");
+prefixed_id!(
+    /// A webhook endpoint.
+    WebhookEndpointId, "whep");
+
 /// Monotonic ULIDs: within one millisecond the random part is incremented, so ids
 /// made by one process never go backwards.
 fn next_ulid() -> String {

@@ -7,14 +7,17 @@
 pub mod api_key;
 pub mod audit;
 pub mod change;
+pub mod delivery;
 pub mod id;
 pub mod lead;
 pub mod money;
 pub mod page;
 pub mod percent;
 pub mod redact;
+pub mod retry;
 pub mod tenant;
 pub mod text;
 pub mod validation;
+pub mod webhook;
 
 pub use validation::{FieldError, ValidationErrors};

@@ -27,6 +27,8 @@ pub struct AppState {
     pub admin_key_hash: [u8; 32],
     /// Per-IP rate limiters.
     pub rate_limits: crate::ratelimit::RateLimits,
+    /// Wakes the outbox dispatcher.
+    pub outbox: Arc<tokio::sync::Notify>,
 }
 
 /// The longest a request may run before it is answered 408.
@@ -124,7 +126,11 @@ impl Application {
             config: Arc::new(config),
             admin_key_hash: sha2_digest(admin.expose_secret().as_bytes()),
             rate_limits,
+            outbox: Arc::new(tokio::sync::Notify::new()),
         };
+        // Fail at start, not at the first email, on a bad mail setting.
+        crate::worker::Dispatcher::new(state.store.clone(), state.config.clone(), state.outbox.clone())
+            .map_err(StartError::Io)?;
         Ok(Self {
             listener,
             router: router(state.clone()),
@@ -146,6 +152,14 @@ impl Application {
     /// requests finish for at most the configured grace, and closes the store.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let grace = self.state.config.shutdown_grace;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let dispatcher = crate::worker::Dispatcher::new(
+            self.state.store.clone(),
+            self.state.config.clone(),
+            self.state.outbox.clone(),
+        )
+        .map_err(std::io::Error::other)?;
+        let dispatcher = tokio::spawn(dispatcher.run(stop_rx));
         let limits = self.state.rate_limits.clone();
         let janitor = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -175,6 +189,11 @@ impl Application {
             }
         };
         janitor.abort();
+        // Deliveries under way finish and are reported; the rest wait in the outbox.
+        let _ = stop_tx.send(true);
+        if tokio::time::timeout(grace, dispatcher).await.is_err() {
+            tracing::warn!("the outbox dispatcher did not stop within the shutdown grace; its leases will expire");
+        }
         self.state.store.close().await;
         result
     }

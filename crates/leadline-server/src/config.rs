@@ -128,6 +128,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// How often the outbox dispatcher looks for due messages when not woken.
+    pub worker_poll: Duration,
 }
 
 /// Every setting: (name in the environment, default). The file uses the name
@@ -158,6 +160,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("LEADLINE_BACKUP_KEEP", "7"),
     ("LEADLINE_LOG_FORMAT", "auto"),
     ("LEADLINE_SHUTDOWN_GRACE", "10s"),
+    ("LEADLINE_WORKER_POLL", "1s"),
 ];
 
 fn file_key(env: &str) -> String {
@@ -239,6 +242,7 @@ impl Config {
         let audit_retention = dur("LEADLINE_AUDIT_RETENTION");
         let dead_letter_retention = dur("LEADLINE_DEAD_LETTER_RETENTION");
         let shutdown_grace = dur("LEADLINE_SHUTDOWN_GRACE");
+        let worker_poll = dur("LEADLINE_WORKER_POLL");
         let mut num = |k: &str, min: u32, max: u32| -> u32 {
             let v = get(k);
             match v.trim().parse::<u32>() {
@@ -384,6 +388,7 @@ impl Config {
             backup_keep,
             log_format,
             shutdown_grace,
+            worker_poll,
         })
     }
 
@@ -398,6 +403,10 @@ impl Config {
             ("LEADLINE_DATA_DIR", dir.as_str()),
             ("LEADLINE_LOG_FORMAT", "json"),
             ("LEADLINE_RATE_LIMIT_PER_MINUTE", "1000000"),
+            ("LEADLINE_ALLOW_INSECURE_WEBHOOKS", "true"),
+            ("LEADLINE_ALLOW_PRIVATE_WEBHOOK_TARGETS", "true"),
+            ("LEADLINE_WORKER_POLL", "50ms"),
+            ("LEADLINE_SHUTDOWN_GRACE", "5s"),
         ];
         let env: BTreeMap<String, String> = base
             .iter()

@@ -19,7 +19,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use leadline_core::audit::{ActorType, AuditEntry};
-use leadline_core::change::{ChangeSet, Committed, IdempotentResponse};
+use leadline_core::change::{Change, ChangeSet, Committed, IdempotentResponse};
 use leadline_core::id::{AuditId, TenantId};
 use leadline_store::{ClaimOutcome, IdempotencyClaim, Store};
 use serde::Serialize;
@@ -49,6 +49,7 @@ struct State_ {
     details: serde_json::Value,
     claim: Option<(String, String)>,
     cors_origin: Option<String>,
+    outbox: Option<Arc<tokio::sync::Notify>>,
     done: bool,
 }
 
@@ -81,8 +82,15 @@ impl Effects {
             details: serde_json::Value::Null,
             claim: None,
             cors_origin: None,
+            outbox: None,
             done: false,
         })
+    }
+
+    /// Wakes `notify` after each commit (the outbox dispatcher).
+    pub fn with_outbox(self, notify: Arc<tokio::sync::Notify>) -> Self {
+        self.with(|s| s.outbox = Some(notify));
+        self
     }
 
     /// Records who is acting (called by the authentication extractors).
@@ -142,9 +150,26 @@ impl Effects {
     pub async fn commit<T>(
         &self,
         store: &dyn Store,
-        mut cs: ChangeSet,
+        cs: ChangeSet,
         status: StatusCode,
         respond: impl FnOnce(&Committed) -> T + Send + 'static,
+    ) -> ApiResult<T>
+    where
+        T: Serialize + Send + 'static,
+    {
+        self.commit_then(store, cs, status, move |c| (respond(c), Vec::new()))
+            .await
+    }
+
+    /// Like [`Effects::commit`], where `respond` also returns writes decided from
+    /// what the commit decided (the notifications of a lead that may be a
+    /// duplicate), made in the same transaction.
+    pub async fn commit_then<T>(
+        &self,
+        store: &dyn Store,
+        mut cs: ChangeSet,
+        status: StatusCode,
+        respond: impl FnOnce(&Committed) -> (T, Vec<Change>) + Send + 'static,
     ) -> ApiResult<T>
     where
         T: Serialize + Send + 'static,
@@ -153,18 +178,15 @@ impl Effects {
         let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
         let out = slot.clone();
         cs.finish = Some(Box::new(move |committed: &Committed| {
-            let value = respond(committed);
+            let (value, mut changes) = respond(committed);
             let body = if status == StatusCode::NO_CONTENT {
                 Vec::new()
             } else {
                 serde_json::to_vec(&value).unwrap_or_default()
             };
-            let mut changes = vec![leadline_core::change::Change::InsertAudit(Effects::entry(
-                &snapshot,
-                status.as_u16(),
-            ))];
+            changes.push(Change::InsertAudit(Effects::entry(&snapshot, status.as_u16())));
             if let Some((scope, key)) = &snapshot.claim {
-                changes.push(leadline_core::change::Change::CompleteIdempotency(IdempotentResponse {
+                changes.push(Change::CompleteIdempotency(IdempotentResponse {
                     scope: scope.clone(),
                     key: key.clone(),
                     status: status.as_u16(),
@@ -177,7 +199,13 @@ impl Effects {
             changes
         }));
         store.commit(cs).await?;
-        self.with(|s| s.done = true);
+        let notify = self.with(|s| {
+            s.done = true;
+            s.outbox.clone()
+        });
+        if let Some(n) = notify {
+            n.notify_one();
+        }
         let value = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         value.ok_or_else(|| ApiError::internal("commit finished without a response"))
     }
@@ -210,6 +238,15 @@ pub fn action_for(method: &str, route: &str) -> (String, Option<&'static str>) {
         ("POST", "/v1/leads") => ("lead.create", "lead"),
         ("PATCH", "/v1/leads/{id}") => ("lead.update", "lead"),
         ("DELETE", "/v1/leads/{id}") => ("lead.delete", "lead"),
+        ("POST", "/v1/webhook-endpoints") => ("webhook_endpoint.create", "webhook_endpoint"),
+        ("PATCH", "/v1/webhook-endpoints/{id}") => ("webhook_endpoint.update", "webhook_endpoint"),
+        ("DELETE", "/v1/webhook-endpoints/{id}") => ("webhook_endpoint.delete", "webhook_endpoint"),
+        ("POST", "/v1/webhook-endpoints/{id}/rotate-secret") => ("webhook_endpoint.rotate_secret", "webhook_endpoint"),
+        ("POST", "/v1/webhook-endpoints/{id}/test") => ("webhook_endpoint.test", "webhook_endpoint"),
+        ("POST", "/v1/dead-letters/{id}/replay") | ("POST", "/admin/dead-letters/{id}/replay") => {
+            ("dead_letter.replay", "dead_letter")
+        }
+        ("GET", "/admin/dead-letters/{tenant_id}") => ("dead_letter.list", "dead_letter"),
         ("CLI", r) => return (r.to_owned(), r.split('.').next().map(|_| "cli")),
         (m, r) => return (format!("{} {r}", m.to_ascii_lowercase()), None),
     };
@@ -331,6 +368,7 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
         details: serde_json::Value::Null,
         claim: None,
         cors_origin: None,
+        outbox: Some(state.outbox.clone()),
         done: false,
     });
     let (mut parts, body) = req.into_parts();
@@ -441,7 +479,7 @@ async fn finish(state: &AppState, fx: &Effects, mut res: Response, auditable: bo
                 }
             };
             res = res2;
-            changes.push(leadline_core::change::Change::CompleteIdempotency(IdempotentResponse {
+            changes.push(Change::CompleteIdempotency(IdempotentResponse {
                 scope: scope.clone(),
                 key: key.clone(),
                 status: status.as_u16(),
@@ -456,10 +494,7 @@ async fn finish(state: &AppState, fx: &Effects, mut res: Response, auditable: bo
         if let Some(p) = &problem {
             s.details = serde_json::json!({"problem": p.kind, "detail": p.detail});
         }
-        changes.push(leadline_core::change::Change::InsertAudit(Effects::entry(
-            &s,
-            status.as_u16(),
-        )));
+        changes.push(Change::InsertAudit(Effects::entry(&s, status.as_u16())));
     }
     if !changes.changes.is_empty()
         && let Err(e) = state.store.commit(changes).await

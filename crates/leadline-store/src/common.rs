@@ -49,6 +49,15 @@ pub(crate) const LEAD_COLUMNS: &str = "id, tenant_id, status, name, email, phone
     budget_amount, budget_currency, experience, message, locale, source, utm, consent_privacy, \
     consent_marketing, assigned_to, notes, tags, duplicate_of, created_at, updated_at, version, erased_at";
 
+pub(crate) const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, events, description, enabled, disabled_reason, secret, \
+    previous_secret, previous_secret_until, created_at, updated_at, version";
+pub(crate) const OUTBOX_COLUMNS: &str = "id, tenant_id, kind, lead_id, payload, status, attempts, next_attempt_at, \
+    locked_by, locked_until, last_error, created_at";
+pub(crate) const MAIL_LOG_COLUMNS: &str = "id, tenant_id, message_id, lead_id, kind, recipient, subject, status, attempts, \
+    last_error, created_at, updated_at";
+pub(crate) const DEAD_LETTER_COLUMNS: &str =
+    "id, tenant_id, message_id, kind, payload, attempts, last_error, created_at, replayed_at";
+
 pub(crate) const TENANT_COLUMNS: &str = "id, name, slug, status, settings, created_at, updated_at, version";
 pub(crate) const KEY_COLUMNS: &str = "id, tenant_id, kind, prefix, key_hash, created_at, revoked_at";
 
@@ -69,7 +78,15 @@ macro_rules! common_queries {
         use leadline_core::text::Email;
         use sqlx::Row;
         use sqlx::types::Json;
-        use $crate::common::{KEY_COLUMNS, LEAD_COLUMNS, TENANT_COLUMNS, enum_text, like_pattern, text_enum};
+        use $crate::common::{
+            DEAD_LETTER_COLUMNS, ENDPOINT_COLUMNS, KEY_COLUMNS, LEAD_COLUMNS, MAIL_LOG_COLUMNS, OUTBOX_COLUMNS, TENANT_COLUMNS,
+            enum_text, like_pattern, text_enum,
+        };
+        use leadline_core::delivery::{
+            Attempt, AttemptReport, DeadLetter, MailLog, MailStatus, MessageKind, MessageStatus, OutboxMessage, Payload,
+        };
+        use leadline_core::id::{DeadLetterId, MailId, MsgId, WebhookEndpointId};
+        use leadline_core::webhook::WebhookEndpoint;
         use $crate::{Committed, StoreError};
 
         type DbRow = <Db as sqlx::Database>::Row;
@@ -226,6 +243,224 @@ macro_rules! common_queries {
                 status: u16::try_from(status).map_err(|_| corrupt("audit status"))?,
                 details,
             })
+        }
+
+        fn endpoint_from_row(r: &DbRow) -> $crate::Result<WebhookEndpoint> {
+            let Json(events): Json<Vec<String>> = r.try_get("events")?;
+            Ok(WebhookEndpoint {
+                id: WebhookEndpointId::from_trusted(r.try_get("id")?),
+                tenant_id: TenantId::from_trusted(r.try_get("tenant_id")?),
+                url: r.try_get("url")?,
+                events,
+                description: r.try_get("description")?,
+                enabled: r.try_get("enabled")?,
+                disabled_reason: r.try_get("disabled_reason")?,
+                secret: r.try_get("secret")?,
+                previous_secret: r.try_get("previous_secret")?,
+                previous_secret_until: r.try_get("previous_secret_until")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+                version: r.try_get("version")?,
+            })
+        }
+
+        fn message_from_row(r: &DbRow) -> $crate::Result<OutboxMessage> {
+            let kind: String = r.try_get("kind")?;
+            let status: String = r.try_get("status")?;
+            let Json(payload): Json<Payload> = r.try_get("payload")?;
+            let lead: Option<String> = r.try_get("lead_id")?;
+            let attempts: i64 = r.try_get("attempts")?;
+            Ok(OutboxMessage {
+                id: MsgId::from_trusted(r.try_get("id")?),
+                tenant_id: TenantId::from_trusted(r.try_get("tenant_id")?),
+                kind: MessageKind::from_db(&kind).ok_or_else(|| corrupt("message kind"))?,
+                lead_id: lead.map(LeadId::from_trusted),
+                payload,
+                status: MessageStatus::from_db(&status).ok_or_else(|| corrupt("message status"))?,
+                attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
+                next_attempt_at: r.try_get("next_attempt_at")?,
+                locked_by: r.try_get("locked_by")?,
+                locked_until: r.try_get("locked_until")?,
+                last_error: r.try_get("last_error")?,
+                created_at: r.try_get("created_at")?,
+            })
+        }
+
+        fn mail_log_from_row(r: &DbRow) -> $crate::Result<MailLog> {
+            let status: String = r.try_get("status")?;
+            let lead: Option<String> = r.try_get("lead_id")?;
+            let attempts: i64 = r.try_get("attempts")?;
+            Ok(MailLog {
+                id: MailId::from_trusted(r.try_get("id")?),
+                tenant_id: TenantId::from_trusted(r.try_get("tenant_id")?),
+                message_id: MsgId::from_trusted(r.try_get("message_id")?),
+                lead_id: lead.map(LeadId::from_trusted),
+                kind: r.try_get("kind")?,
+                recipient: r.try_get("recipient")?,
+                subject: r.try_get("subject")?,
+                status: MailStatus::from_db(&status).ok_or_else(|| corrupt("mail status"))?,
+                attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
+                last_error: r.try_get("last_error")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        }
+
+        fn dead_letter_from_row(r: &DbRow) -> $crate::Result<DeadLetter> {
+            let kind: String = r.try_get("kind")?;
+            let Json(payload): Json<serde_json::Value> = r.try_get("payload")?;
+            let Json(attempts): Json<Vec<Attempt>> = r.try_get("attempts")?;
+            Ok(DeadLetter {
+                id: DeadLetterId::from_trusted(r.try_get("id")?),
+                tenant_id: TenantId::from_trusted(r.try_get("tenant_id")?),
+                message_id: MsgId::from_trusted(r.try_get("message_id")?),
+                kind: MessageKind::from_db(&kind).ok_or_else(|| corrupt("dead letter kind"))?,
+                payload,
+                attempts,
+                last_error: r.try_get("last_error")?,
+                created_at: r.try_get("created_at")?,
+                replayed_at: r.try_get("replayed_at")?,
+            })
+        }
+
+        /// Claims due messages inside the caller's transaction; `lock` is the
+        /// row-locking clause where the backend has one.
+        async fn claim_due_in(
+            conn: &mut Conn,
+            worker: &str,
+            now: chrono::DateTime<chrono::Utc>,
+            until: chrono::DateTime<chrono::Utc>,
+            limit: u32,
+            lock: &str,
+        ) -> $crate::Result<Vec<OutboxMessage>> {
+            let sql = format!(
+                "UPDATE outbox SET locked_by = $1, locked_until = $2, updated_at = $3 WHERE id IN ( \
+                 SELECT o.id FROM outbox o JOIN tenants t ON t.id = o.tenant_id \
+                 WHERE o.status = 'pending' AND o.next_attempt_at <= $3 \
+                 AND (o.locked_until IS NULL OR o.locked_until <= $3) AND t.status = 'active' \
+                 ORDER BY o.next_attempt_at LIMIT $4{lock}) RETURNING {OUTBOX_COLUMNS}"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(worker)
+                .bind(until)
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter().map(message_from_row).collect()
+        }
+
+        /// Records an attempt inside the caller's transaction (see `Store::report_attempt`).
+        async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) -> $crate::Result<bool> {
+            let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1{lock}");
+            let Some(row) = sqlx::query(&sql).bind(rep.message_id.as_str()).fetch_optional(&mut *conn).await? else {
+                return Ok(false);
+            };
+            let msg = message_from_row(&row)?;
+            if msg.status != MessageStatus::Pending || msg.locked_by.as_deref() != Some(rep.worker.as_str()) {
+                return Ok(false);
+            }
+            let a = &rep.attempt;
+            sqlx::query(
+                "INSERT INTO delivery_attempts (id, message_id, attempt, at, success, code, detail, latency_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(format!("{}-{}", msg.id, ulid_text()))
+            .bind(msg.id.as_str())
+            .bind(i64::from(a.attempt))
+            .bind(a.at)
+            .bind(a.success)
+            .bind(a.code.map(i64::from))
+            .bind(&a.detail)
+            .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
+            .execute(&mut *conn)
+            .await?;
+            let attempts = i64::from(a.attempt);
+            let (status, mail_status) = if a.success {
+                ("delivered", "sent")
+            } else if rep.retry_at.is_some() {
+                ("pending", "queued")
+            } else {
+                ("dead", "failed")
+            };
+            let last_error = if a.success { None } else { a.detail.clone() };
+            sqlx::query(
+                "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
+                 locked_by = NULL, locked_until = NULL, last_error = $5, updated_at = $6 WHERE id = $1",
+            )
+            .bind(msg.id.as_str())
+            .bind(status)
+            .bind(attempts)
+            .bind(rep.retry_at)
+            .bind(&last_error)
+            .bind(a.at)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("UPDATE mail_logs SET status = $2, attempts = $3, last_error = $4, updated_at = $5 WHERE message_id = $1")
+                .bind(msg.id.as_str())
+                .bind(mail_status)
+                .bind(attempts)
+                .bind(&last_error)
+                .bind(a.at)
+                .execute(&mut *conn)
+                .await?;
+            if status == "dead" {
+                let rows = sqlx::query(
+                    "SELECT attempt, at, success, code, detail, latency_ms FROM delivery_attempts \
+                     WHERE message_id = $1 ORDER BY at, attempt",
+                )
+                .bind(msg.id.as_str())
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut history = Vec::new();
+                for r in &rows {
+                    let attempt: i64 = r.try_get("attempt")?;
+                    let code: Option<i64> = r.try_get("code")?;
+                    let latency: i64 = r.try_get("latency_ms")?;
+                    history.push(Attempt {
+                        attempt: u32::try_from(attempt).unwrap_or(0),
+                        at: r.try_get("at")?,
+                        success: r.try_get("success")?,
+                        code: code.and_then(|c| u16::try_from(c).ok()),
+                        detail: r.try_get("detail")?,
+                        latency_ms: u64::try_from(latency).unwrap_or(0),
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO dead_letters (id, tenant_id, message_id, kind, lead_id, payload, attempts, last_error, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(DeadLetterId::generate().as_str())
+                .bind(msg.tenant_id.as_str())
+                .bind(msg.id.as_str())
+                .bind(msg.kind.as_str())
+                .bind(msg.lead_id.as_ref().map(|l| l.as_str()))
+                .bind(Json(&msg.payload))
+                .bind(Json(&history))
+                .bind(&last_error)
+                .bind(a.at)
+                .execute(&mut *conn)
+                .await?;
+            }
+            if rep.disable_endpoint {
+                if let Payload::Webhook(w) = &msg.payload {
+                    sqlx::query(
+                        "UPDATE webhook_endpoints SET enabled = $2, disabled_reason = $3, updated_at = $4, version = version + 1 \
+                         WHERE id = $1",
+                    )
+                    .bind(w.endpoint_id.as_str())
+                    .bind(false)
+                    .bind("The receiver answered 410 Gone.")
+                    .bind(a.at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            }
+            Ok(true)
+        }
+
+        fn ulid_text() -> String {
+            MsgId::generate().as_str()[4..].to_owned()
         }
 
         /// Claims an idempotency record inside the caller's transaction;
@@ -428,6 +663,181 @@ macro_rules! common_queries {
                     .await
                     .map_err(StoreError::from_db)?;
                 }
+                Change::InsertOutbox(m) => {
+                    let endpoint = match &m.payload {
+                        Payload::Webhook(w) => Some(w.endpoint_id.as_str().to_owned()),
+                        _ => None,
+                    };
+                    sqlx::query(
+                        "INSERT INTO outbox (id, tenant_id, kind, lead_id, endpoint_id, payload, status, attempts, \
+                         next_attempt_at, locked_by, locked_until, last_error, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, $10)",
+                    )
+                    .bind(m.id.as_str())
+                    .bind(m.tenant_id.as_str())
+                    .bind(m.kind.as_str())
+                    .bind(m.lead_id.as_ref().map(|l| l.as_str()))
+                    .bind(endpoint)
+                    .bind(Json(&m.payload))
+                    .bind(m.status.as_str())
+                    .bind(i64::from(m.attempts))
+                    .bind(m.next_attempt_at)
+                    .bind(m.created_at)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                }
+                Change::InsertMailLog(l) => {
+                    sqlx::query(
+                        "INSERT INTO mail_logs (id, tenant_id, message_id, lead_id, kind, recipient, subject, status, \
+                         attempts, last_error, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    )
+                    .bind(l.id.as_str())
+                    .bind(l.tenant_id.as_str())
+                    .bind(l.message_id.as_str())
+                    .bind(l.lead_id.as_ref().map(|x| x.as_str()))
+                    .bind(&l.kind)
+                    .bind(&l.recipient)
+                    .bind(&l.subject)
+                    .bind(l.status.as_str())
+                    .bind(i64::from(l.attempts))
+                    .bind(&l.last_error)
+                    .bind(l.created_at)
+                    .bind(l.updated_at)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                }
+                Change::InsertEndpoint(e) => {
+                    sqlx::query(
+                        "INSERT INTO webhook_endpoints (id, tenant_id, url, events, description, enabled, disabled_reason, \
+                         secret, previous_secret, previous_secret_until, created_at, updated_at, version) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    )
+                    .bind(e.id.as_str())
+                    .bind(e.tenant_id.as_str())
+                    .bind(&e.url)
+                    .bind(Json(&e.events))
+                    .bind(&e.description)
+                    .bind(e.enabled)
+                    .bind(&e.disabled_reason)
+                    .bind(&e.secret)
+                    .bind(&e.previous_secret)
+                    .bind(e.previous_secret_until)
+                    .bind(e.created_at)
+                    .bind(e.updated_at)
+                    .bind(e.version)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                }
+                Change::UpdateEndpoint(e) => {
+                    let done = sqlx::query(
+                        "UPDATE webhook_endpoints SET url = $3, events = $4, description = $5, enabled = $6, \
+                         disabled_reason = $7, secret = $8, previous_secret = $9, previous_secret_until = $10, \
+                         updated_at = $11, version = $12 \
+                         WHERE id = $1 AND tenant_id = $2 AND version = $12 - 1 AND deleted_at IS NULL",
+                    )
+                    .bind(e.id.as_str())
+                    .bind(e.tenant_id.as_str())
+                    .bind(&e.url)
+                    .bind(Json(&e.events))
+                    .bind(&e.description)
+                    .bind(e.enabled)
+                    .bind(&e.disabled_reason)
+                    .bind(&e.secret)
+                    .bind(&e.previous_secret)
+                    .bind(e.previous_secret_until)
+                    .bind(e.updated_at)
+                    .bind(e.version)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Stale);
+                    }
+                }
+                Change::DeleteEndpoint { tenant_id, id } => {
+                    let now = chrono::Utc::now();
+                    sqlx::query("UPDATE webhook_endpoints SET deleted_at = $3, enabled = $4 WHERE id = $1 AND tenant_id = $2")
+                        .bind(id.as_str())
+                        .bind(tenant_id.as_str())
+                        .bind(now)
+                        .bind(false)
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'cancelled', locked_by = NULL, updated_at = $3 \
+                         WHERE endpoint_id = $1 AND tenant_id = $2 AND status = 'pending'",
+                    )
+                    .bind(id.as_str())
+                    .bind(tenant_id.as_str())
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::EraseLeadDeliveries { tenant_id, lead_id } => {
+                    let erased = Json(Payload::Erased);
+                    sqlx::query(
+                        "UPDATE delivery_attempts SET detail = NULL WHERE message_id IN \
+                         (SELECT id FROM outbox WHERE tenant_id = $1 AND lead_id = $2)",
+                    )
+                    .bind(tenant_id.as_str())
+                    .bind(lead_id.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE outbox SET status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END, \
+                         payload = $3, locked_by = NULL, last_error = NULL WHERE tenant_id = $1 AND lead_id = $2",
+                    )
+                    .bind(tenant_id.as_str())
+                    .bind(lead_id.as_str())
+                    .bind(&erased)
+                    .execute(&mut *conn)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE mail_logs SET recipient = '[erased]', subject = '[erased]', last_error = NULL, \
+                         status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END \
+                         WHERE tenant_id = $1 AND lead_id = $2",
+                    )
+                    .bind(tenant_id.as_str())
+                    .bind(lead_id.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                    sqlx::query("UPDATE dead_letters SET payload = $3, attempts = $4, last_error = NULL WHERE tenant_id = $1 AND lead_id = $2")
+                        .bind(tenant_id.as_str())
+                        .bind(lead_id.as_str())
+                        .bind(&erased)
+                        .bind(Json(Vec::<Attempt>::new()))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Change::ReplayDeadLetter { tenant_id, id, at } => {
+                    let row = sqlx::query("SELECT message_id FROM dead_letters WHERE id = $1 AND tenant_id = $2 AND replayed_at IS NULL")
+                        .bind(id.as_str())
+                        .bind(tenant_id.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    let Some(row) = row else { return Err(StoreError::Stale) };
+                    let message_id: String = row.try_get("message_id")?;
+                    sqlx::query("UPDATE dead_letters SET replayed_at = $2 WHERE id = $1").bind(id.as_str()).bind(*at).execute(&mut *conn).await?;
+                    let done = sqlx::query(
+                        "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $2, locked_by = NULL, \
+                         locked_until = NULL, last_error = NULL, updated_at = $2 WHERE id = $1 AND status = 'dead'",
+                    )
+                    .bind(&message_id)
+                    .bind(*at)
+                    .execute(&mut *conn)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Stale);
+                    }
+                    sqlx::query("UPDATE mail_logs SET status = 'queued', attempts = 0, updated_at = $2 WHERE message_id = $1")
+                        .bind(&message_id)
+                        .bind(*at)
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 Change::CompleteIdempotency(r) => {
                     sqlx::query(
                         "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_content_type = $4, \
@@ -459,6 +869,67 @@ macro_rules! common_queries {
                 }
             }
             Ok(out)
+        }
+
+        async fn q_get_message(pool: &sqlx::Pool<Db>, id: &MsgId) -> $crate::Result<Option<OutboxMessage>> {
+            let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
+            let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(pool).await?;
+            row.as_ref().map(message_from_row).transpose()
+        }
+
+        async fn q_outbox_pending(pool: &sqlx::Pool<Db>) -> $crate::Result<i64> {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetch_one(pool).await?)
+        }
+
+        async fn q_get_endpoint(pool: &sqlx::Pool<Db>, tenant: &TenantId, id: &WebhookEndpointId) -> $crate::Result<Option<WebhookEndpoint>> {
+            let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL");
+            let row = sqlx::query(&sql).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(pool).await?;
+            row.as_ref().map(endpoint_from_row).transpose()
+        }
+
+        async fn q_list_endpoints(pool: &sqlx::Pool<Db>, tenant: &TenantId) -> $crate::Result<Vec<WebhookEndpoint>> {
+            let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY id");
+            let rows = sqlx::query(&sql).bind(tenant.as_str()).fetch_all(pool).await?;
+            rows.iter().map(endpoint_from_row).collect()
+        }
+
+        async fn q_list_mail_logs(pool: &sqlx::Pool<Db>, tenant: &TenantId, page: &PageRequest) -> $crate::Result<Vec<MailLog>> {
+            let sql = format!(
+                "SELECT {MAIL_LOG_COLUMNS} FROM mail_logs WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(tenant.as_str())
+                .bind(page.after.as_deref())
+                .bind(i64::from(page.limit) + 1)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(mail_log_from_row).collect()
+        }
+
+        async fn q_list_dead_letters(
+            pool: &sqlx::Pool<Db>,
+            tenant: &TenantId,
+            kind: Option<MessageKind>,
+            page: &PageRequest,
+        ) -> $crate::Result<Vec<DeadLetter>> {
+            let sql = format!(
+                "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) \
+                 AND ($3 IS NULL OR kind = $3) ORDER BY id DESC LIMIT $4"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(tenant.as_str())
+                .bind(page.after.as_deref())
+                .bind(kind.map(|k| k.as_str()))
+                .bind(i64::from(page.limit) + 1)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(dead_letter_from_row).collect()
+        }
+
+        async fn q_get_dead_letter(pool: &sqlx::Pool<Db>, tenant: Option<&TenantId>, id: &DeadLetterId) -> $crate::Result<Option<DeadLetter>> {
+            let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)");
+            let row = sqlx::query(&sql).bind(id.as_str()).bind(tenant.map(|t| t.as_str())).fetch_optional(pool).await?;
+            row.as_ref().map(dead_letter_from_row).transpose()
         }
 
         async fn q_list_audit(pool: &sqlx::Pool<Db>, f: &AuditFilter, page: &PageRequest) -> $crate::Result<Vec<AuditEntry>> {

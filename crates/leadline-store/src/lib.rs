@@ -15,10 +15,13 @@ use leadline_core::api_key::ApiKey;
 use leadline_core::audit::{AuditEntry, AuditFilter};
 use leadline_core::change::ChangeSet;
 use leadline_core::change::IdempotentResponse;
+use leadline_core::delivery::{AttemptReport, DeadLetter, MailLog, MessageKind, OutboxMessage};
+use leadline_core::id::{DeadLetterId, MsgId, WebhookEndpointId};
 use leadline_core::id::{LeadId, TenantId};
 use leadline_core::lead::{Lead, LeadFilter};
 use leadline_core::page::PageRequest;
 use leadline_core::tenant::Tenant;
+use leadline_core::webhook::WebhookEndpoint;
 
 mod common;
 mod migrate;
@@ -156,6 +159,47 @@ pub trait Store: Send + Sync + 'static {
 
     /// Audit entries, newest first; fetches up to `page.limit + 1`.
     async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Vec<AuditEntry>>;
+
+    /// Claims up to `limit` due messages of active tenants for `worker` until
+    /// `locked_until` (a message whose lease ran out is due again).
+    async fn claim_due(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        locked_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>>;
+
+    /// Records an attempt and its consequences (delivered, retry later, or dead
+    /// letter; mail log; endpoint disabled on 410), if `report.worker` still holds
+    /// the message. Returns whether it did.
+    async fn report_attempt(&self, report: &AttemptReport) -> Result<bool>;
+
+    /// A message by id (any tenant; for workers and tests).
+    async fn get_message(&self, id: &MsgId) -> Result<Option<OutboxMessage>>;
+
+    /// Pending messages in all.
+    async fn outbox_pending(&self) -> Result<i64>;
+
+    /// A tenant's endpoint.
+    async fn get_endpoint(&self, tenant: &TenantId, id: &WebhookEndpointId) -> Result<Option<WebhookEndpoint>>;
+
+    /// A tenant's endpoints, oldest first.
+    async fn list_endpoints(&self, tenant: &TenantId) -> Result<Vec<WebhookEndpoint>>;
+
+    /// A tenant's mail logs, newest first; fetches up to `page.limit + 1`.
+    async fn list_mail_logs(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<MailLog>>;
+
+    /// A tenant's dead letters, newest first, optionally of one kind.
+    async fn list_dead_letters(
+        &self,
+        tenant: &TenantId,
+        kind: Option<MessageKind>,
+        page: &PageRequest,
+    ) -> Result<Vec<DeadLetter>>;
+
+    /// A dead letter, of `tenant` when given.
+    async fn get_dead_letter(&self, tenant: Option<&TenantId>, id: &DeadLetterId) -> Result<Option<DeadLetter>>;
 
     /// Closes connections.
     async fn close(&self);

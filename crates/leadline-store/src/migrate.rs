@@ -20,6 +20,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "hardening",
         sql: include_str!("../migrations/sqlite/0002_hardening.sql"),
     },
+    Migration {
+        version: 3,
+        name: "deliveries",
+        sql: include_str!("../migrations/sqlite/0003_deliveries.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations.
@@ -33,6 +38,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 2,
         name: "hardening",
         sql: include_str!("../migrations/postgres/0002_hardening.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "deliveries",
+        sql: include_str!("../migrations/postgres/0003_deliveries.sql"),
     },
 ];
 

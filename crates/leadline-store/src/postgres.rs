@@ -138,6 +138,67 @@ impl Store for PgStore {
         q_list_leads(&self.pool, tenant, filter, page).await
     }
 
+    async fn claim_due(
+        &self,
+        worker: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        locked_until: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> crate::Result<Vec<OutboxMessage>> {
+        let mut tx = self.pool.begin().await?;
+        let out = claim_due_in(
+            &mut tx,
+            worker,
+            now,
+            locked_until,
+            limit,
+            " FOR UPDATE OF o SKIP LOCKED",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn report_attempt(&self, report: &AttemptReport) -> crate::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let out = report_in(&mut tx, report, " FOR UPDATE").await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn get_message(&self, id: &MsgId) -> crate::Result<Option<OutboxMessage>> {
+        q_get_message(&self.pool, id).await
+    }
+
+    async fn outbox_pending(&self) -> crate::Result<i64> {
+        q_outbox_pending(&self.pool).await
+    }
+
+    async fn get_endpoint(&self, tenant: &TenantId, id: &WebhookEndpointId) -> crate::Result<Option<WebhookEndpoint>> {
+        q_get_endpoint(&self.pool, tenant, id).await
+    }
+
+    async fn list_endpoints(&self, tenant: &TenantId) -> crate::Result<Vec<WebhookEndpoint>> {
+        q_list_endpoints(&self.pool, tenant).await
+    }
+
+    async fn list_mail_logs(&self, tenant: &TenantId, page: &PageRequest) -> crate::Result<Vec<MailLog>> {
+        q_list_mail_logs(&self.pool, tenant, page).await
+    }
+
+    async fn list_dead_letters(
+        &self,
+        tenant: &TenantId,
+        kind: Option<MessageKind>,
+        page: &PageRequest,
+    ) -> crate::Result<Vec<DeadLetter>> {
+        q_list_dead_letters(&self.pool, tenant, kind, page).await
+    }
+
+    async fn get_dead_letter(&self, tenant: Option<&TenantId>, id: &DeadLetterId) -> crate::Result<Option<DeadLetter>> {
+        q_get_dead_letter(&self.pool, tenant, id).await
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

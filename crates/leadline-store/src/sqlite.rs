@@ -178,6 +178,57 @@ impl Store for SqliteStore {
         q_list_leads(&self.readers, tenant, filter, page).await
     }
 
+    async fn claim_due(
+        &self,
+        worker: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        locked_until: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> crate::Result<Vec<OutboxMessage>> {
+        let worker = worker.to_owned();
+        self.write(|conn| Box::pin(async move { claim_due_in(conn, &worker, now, locked_until, limit, "").await }))
+            .await
+    }
+
+    async fn report_attempt(&self, report: &AttemptReport) -> crate::Result<bool> {
+        let report = report.clone();
+        self.write(|conn| Box::pin(async move { report_in(conn, &report, "").await }))
+            .await
+    }
+
+    async fn get_message(&self, id: &MsgId) -> crate::Result<Option<OutboxMessage>> {
+        q_get_message(&self.readers, id).await
+    }
+
+    async fn outbox_pending(&self) -> crate::Result<i64> {
+        q_outbox_pending(&self.readers).await
+    }
+
+    async fn get_endpoint(&self, tenant: &TenantId, id: &WebhookEndpointId) -> crate::Result<Option<WebhookEndpoint>> {
+        q_get_endpoint(&self.readers, tenant, id).await
+    }
+
+    async fn list_endpoints(&self, tenant: &TenantId) -> crate::Result<Vec<WebhookEndpoint>> {
+        q_list_endpoints(&self.readers, tenant).await
+    }
+
+    async fn list_mail_logs(&self, tenant: &TenantId, page: &PageRequest) -> crate::Result<Vec<MailLog>> {
+        q_list_mail_logs(&self.readers, tenant, page).await
+    }
+
+    async fn list_dead_letters(
+        &self,
+        tenant: &TenantId,
+        kind: Option<MessageKind>,
+        page: &PageRequest,
+    ) -> crate::Result<Vec<DeadLetter>> {
+        q_list_dead_letters(&self.readers, tenant, kind, page).await
+    }
+
+    async fn get_dead_letter(&self, tenant: Option<&TenantId>, id: &DeadLetterId) -> crate::Result<Option<DeadLetter>> {
+        q_get_dead_letter(&self.readers, tenant, id).await
+    }
+
     async fn close(&self) {
         self.readers.close().await;
         let conn = self.writer.lock().await;

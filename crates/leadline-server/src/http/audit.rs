@@ -111,7 +111,11 @@ pub async fn tenant_audit(
 /// Prometheus metrics (text exposition format 0.0.4).
 #[utoipa::path(get, path = "/admin/metrics", tag = "admin", security(("admin_key" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn admin_metrics(_: Admin) -> impl axum::response::IntoResponse {
+pub async fn admin_metrics(_: Admin, State(s): State<AppState>) -> impl axum::response::IntoResponse {
+    match s.store.outbox_pending().await {
+        Ok(n) => metrics::gauge!("leadline_outbox_pending").set(n as f64),
+        Err(e) => tracing::warn!(error = %e, "could not count pending outbox messages"),
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

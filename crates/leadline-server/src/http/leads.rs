@@ -19,6 +19,7 @@ use crate::app::AppState;
 use crate::clock;
 use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::events;
 use crate::extract::{AppJson, AppQuery, SecretKey, TenantAuth};
 
 /// Capture an inquiry. With a publishable key from a browser, the `Origin` must be
@@ -59,12 +60,14 @@ pub async fn create_lead(
     let lead = req.validate(&auth.tenant.id, now)?;
     fx.set_resource(&lead.id);
     fx.set_details(serde_json::json!({"email": lead.email.as_str(), "source": lead.source}));
+    let endpoints = s.store.list_endpoints(&auth.tenant.id).await?;
+    let tenant = auth.tenant.clone();
     let change = Change::InsertLead {
         lead: lead.clone(),
         duplicate_since: now - DUPLICATE_WINDOW,
     };
     let lead = fx
-        .commit(
+        .commit_then(
             s.store.as_ref(),
             ChangeSet::one(change),
             StatusCode::CREATED,
@@ -73,7 +76,10 @@ pub async fn create_lead(
                 if let Some((_, first)) = committed.duplicates.iter().find(|(id, _)| *id == lead.id) {
                     lead.duplicate_of = Some(first.clone());
                 }
-                lead
+                // Decided here, inside the transaction: a duplicate gets no second
+                // acknowledgement.
+                let notifications = events::lead_created(&tenant, &lead, &endpoints, now);
+                (lead, notifications)
             },
         )
         .await?;
@@ -193,7 +199,17 @@ pub async fn patch_lead(
     })?;
     fx.set_details(serde_json::json!({"status": next.status, "from": current.status}));
     let out = next.clone();
-    let cs = ChangeSet::one(Change::UpdateLead(next));
+    let endpoints = s.store.list_endpoints(&auth.tenant.id).await?;
+    let data = serde_json::to_value(&next).unwrap_or_default();
+    let mut cs = ChangeSet::one(Change::UpdateLead(next));
+    cs.changes.extend(events::webhook(
+        &auth.tenant.id,
+        Some(&current.id),
+        &endpoints,
+        "lead.updated",
+        data,
+        clock::now(),
+    ));
     Ok(Json(
         fx.commit(s.store.as_ref(), cs, StatusCode::OK, move |_| out).await?,
     ))
@@ -211,8 +227,25 @@ pub async fn delete_lead(
     let current = find(&auth, &id).await?;
     fx.set_resource(&current.id);
     fx.set_details(serde_json::json!({"erased": true}));
-    let erased = lead::erase(&current, clock::now());
-    let cs = ChangeSet::one(Change::UpdateLead(erased));
+    let now = clock::now();
+    let erased = lead::erase(&current, now);
+    let endpoints = s.store.list_endpoints(&auth.tenant.id).await?;
+    let mut cs = ChangeSet::one(Change::UpdateLead(erased));
+    // Erasure reaches the deliveries first; the `lead.deleted` event, which holds
+    // no personal data, is queued after it.
+    cs.push(Change::EraseLeadDeliveries {
+        tenant_id: auth.tenant.id.clone(),
+        lead_id: current.id.clone(),
+    });
+    let data = serde_json::json!({"id": current.id, "erased": true});
+    cs.changes.extend(events::webhook(
+        &auth.tenant.id,
+        Some(&current.id),
+        &endpoints,
+        "lead.deleted",
+        data,
+        now,
+    ));
     fx.commit(s.store.as_ref(), cs, StatusCode::NO_CONTENT, |_| ()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,9 +9,11 @@ use crate::app::AppState;
 
 pub mod admin;
 pub mod audit;
+pub mod deliveries;
 pub mod health;
 pub mod leads;
 pub mod settings;
+pub mod webhooks;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -59,6 +61,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(settings::router())
         .merge(leads::router())
+        .merge(webhooks::router())
+        .merge(deliveries::router())
 }
 
 /// The OpenAPI 3.1 document.

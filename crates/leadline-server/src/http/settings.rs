@@ -34,6 +34,17 @@ pub async fn patch_settings(
 ) -> ApiResult<Json<Settings>> {
     let mut next = auth.tenant.clone();
     next.settings = p.apply(&auth.tenant.settings, "")?;
+    let mut bad = leadline_core::ValidationErrors::new();
+    for (kind, locales) in &next.settings.templates {
+        for (locale, t) in locales {
+            if let Err(e) = crate::mail::check_template(t) {
+                bad.add(format!("/templates/{kind}/{locale}"), e);
+            }
+        }
+    }
+    if !bad.is_empty() {
+        return Err(bad.into());
+    }
     next.updated_at = clock::now();
     next.version = auth.tenant.version + 1;
     fx.set_resource(&auth.tenant.id);

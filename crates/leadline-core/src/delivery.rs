@@ -1,0 +1,285 @@
+//! Deliveries: outbox messages (emails and webhooks), their attempts, mail logs
+//! and dead letters.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::id::{DeadLetterId, LeadId, MailId, MsgId, TenantId, WebhookEndpointId};
+
+/// What a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// An email.
+    Email,
+    /// A webhook event.
+    Webhook,
+}
+
+impl MessageKind {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Webhook => "webhook",
+        }
+    }
+
+    /// From the stored form.
+    pub fn from_db(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(Self::Email),
+            "webhook" => Some(Self::Webhook),
+            _ => None,
+        }
+    }
+}
+
+/// A rendered email, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailPayload {
+    /// The mail log entry.
+    pub mail_id: MailId,
+    /// Template kind, e.g. `lead_acknowledgement`.
+    pub kind: String,
+    /// Recipient address.
+    pub to: String,
+    /// Sender display name.
+    pub from_name: Option<String>,
+    /// Reply-To address.
+    pub reply_to: Option<String>,
+    #[allow(missing_docs)]
+    pub subject: String,
+    #[allow(missing_docs)]
+    pub text: String,
+    #[allow(missing_docs)]
+    pub html: String,
+}
+
+/// A webhook event for one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookPayload {
+    /// The endpoint.
+    pub endpoint_id: WebhookEndpointId,
+    /// Event type.
+    pub event_type: String,
+    /// The exact JSON body sent (and signed).
+    pub body: String,
+}
+
+/// The payload of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Payload {
+    /// An email.
+    Email(EmailPayload),
+    /// A webhook.
+    Webhook(WebhookPayload),
+    /// Erased (GDPR) or never to be sent.
+    Erased,
+}
+
+/// Where a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Waiting for (another) attempt.
+    Pending,
+    /// Delivered.
+    Delivered,
+    /// Out of attempts: in the dead letters.
+    Dead,
+    /// Withdrawn (the lead was erased, the endpoint deleted).
+    Cancelled,
+}
+
+impl MessageStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// From the stored form.
+    pub fn from_db(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::Dead, Self::Cancelled]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// An outbox message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    /// `msg_` id, stable across retries (the `webhook-id`).
+    pub id: MsgId,
+    /// Owner.
+    pub tenant_id: TenantId,
+    /// Email or webhook.
+    pub kind: MessageKind,
+    /// The lead it concerns (erasure reaches it through this).
+    pub lead_id: Option<LeadId>,
+    /// What to send.
+    pub payload: Payload,
+    /// Where it is.
+    pub status: MessageStatus,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due.
+    pub next_attempt_at: DateTime<Utc>,
+    /// The worker holding it.
+    pub locked_by: Option<String>,
+    /// Until when it holds it.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// Last failure.
+    pub last_error: Option<String>,
+    #[allow(missing_docs)]
+    pub created_at: DateTime<Utc>,
+}
+
+impl OutboxMessage {
+    /// A new pending message, due now.
+    pub fn new(tenant_id: &TenantId, lead_id: Option<&LeadId>, payload: Payload, now: DateTime<Utc>) -> Self {
+        let kind = match &payload {
+            Payload::Webhook(_) => MessageKind::Webhook,
+            _ => MessageKind::Email,
+        };
+        Self {
+            id: MsgId::generate(),
+            tenant_id: tenant_id.clone(),
+            kind,
+            lead_id: lead_id.cloned(),
+            payload,
+            status: MessageStatus::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            locked_by: None,
+            locked_until: None,
+            last_error: None,
+            created_at: now,
+        }
+    }
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    /// 1 for the first.
+    pub attempt: u32,
+    /// When it ended.
+    pub at: DateTime<Utc>,
+    /// Whether it delivered.
+    pub success: bool,
+    /// HTTP status or SMTP reply code.
+    pub code: Option<u16>,
+    /// Receiver's answer or the error, shortened.
+    pub detail: Option<String>,
+    /// How long it took.
+    pub latency_ms: u64,
+}
+
+/// What became of an attempt, as the worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptReport {
+    /// The message.
+    pub message_id: MsgId,
+    /// The worker that held it.
+    pub worker: String,
+    /// The attempt.
+    pub attempt: Attempt,
+    /// When to try again; `None` after a failure means: dead letter.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// A 410 answer: disable the endpoint.
+    pub disable_endpoint: bool,
+}
+
+/// Where an email is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MailStatus {
+    /// Waiting or being retried.
+    Queued,
+    /// Accepted by the mail server (or written to a file).
+    Sent,
+    /// Out of attempts.
+    Failed,
+    /// Withdrawn.
+    Cancelled,
+}
+
+impl MailStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// From the stored form.
+    pub fn from_db(s: &str) -> Option<Self> {
+        [Self::Queued, Self::Sent, Self::Failed, Self::Cancelled]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// An email's delivery log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct MailLog {
+    /// `mail_` id.
+    pub id: MailId,
+    /// Owner.
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    /// The outbox message.
+    pub message_id: MsgId,
+    /// The lead it concerns.
+    pub lead_id: Option<LeadId>,
+    /// Template kind.
+    pub kind: String,
+    /// Recipient (redacted in every API view).
+    pub recipient: String,
+    #[allow(missing_docs)]
+    pub subject: String,
+    #[allow(missing_docs)]
+    pub status: MailStatus,
+    #[allow(missing_docs)]
+    pub attempts: u32,
+    #[allow(missing_docs)]
+    pub last_error: Option<String>,
+    #[allow(missing_docs)]
+    pub created_at: DateTime<Utc>,
+    #[allow(missing_docs)]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A delivery that ran out of attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DeadLetter {
+    /// `dl_` id.
+    pub id: DeadLetterId,
+    /// Owner.
+    pub tenant_id: TenantId,
+    /// The outbox message (replay puts it back).
+    pub message_id: MsgId,
+    /// Email or webhook.
+    pub kind: MessageKind,
+    /// What was to be sent (erased with its lead).
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Every attempt.
+    pub attempts: Vec<Attempt>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    #[allow(missing_docs)]
+    pub created_at: DateTime<Utc>,
+    /// When it was put back in the outbox.
+    pub replayed_at: Option<DateTime<Utc>>,
+}

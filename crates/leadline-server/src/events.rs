@@ -1,0 +1,167 @@
+//! What a change tells the outside world: the emails and webhook events it
+//! queues, as outbox writes committed with it.
+
+use chrono::{DateTime, Utc};
+use leadline_core::change::Change;
+use leadline_core::delivery::{EmailPayload, MailLog, MailStatus, OutboxMessage, Payload, WebhookPayload};
+use leadline_core::id::{LeadId, MailId, TenantId};
+use leadline_core::lead::Lead;
+use leadline_core::tenant::Tenant;
+use leadline_core::webhook::WebhookEndpoint;
+use serde::Serialize;
+
+/// An email of `kind` to `to`, rendered now: its outbox message and mail log.
+pub fn email<C: Serialize>(
+    tenant: &Tenant,
+    lead: Option<&LeadId>,
+    kind: &str,
+    locale: &str,
+    to: &str,
+    ctx: &C,
+    now: DateTime<Utc>,
+) -> Vec<Change> {
+    let Some((subject, text, html)) = crate::mail::render(&tenant.settings, kind, locale, ctx) else {
+        tracing::error!(kind, "no template for an email kind");
+        return Vec::new();
+    };
+    let mail_id = MailId::generate();
+    let payload = EmailPayload {
+        mail_id: mail_id.clone(),
+        kind: kind.to_owned(),
+        to: to.to_owned(),
+        from_name: Some(
+            tenant
+                .settings
+                .mail_from_name
+                .clone()
+                .unwrap_or_else(|| tenant.settings.company_name.clone()),
+        ),
+        reply_to: tenant.settings.reply_to.as_ref().map(|r| r.as_str().to_owned()),
+        subject: subject.clone(),
+        text,
+        html,
+    };
+    let msg = OutboxMessage::new(&tenant.id, lead, Payload::Email(payload), now);
+    let log = MailLog {
+        id: mail_id,
+        tenant_id: tenant.id.clone(),
+        message_id: msg.id.clone(),
+        lead_id: lead.cloned(),
+        kind: kind.to_owned(),
+        recipient: to.to_owned(),
+        subject,
+        status: MailStatus::Queued,
+        attempts: 0,
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    vec![Change::InsertOutbox(msg), Change::InsertMailLog(log)]
+}
+
+/// An event for every enabled endpoint that subscribes to it.
+pub fn webhook(
+    tenant: &TenantId,
+    lead: Option<&LeadId>,
+    endpoints: &[WebhookEndpoint],
+    event_type: &str,
+    data: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Vec<Change> {
+    let body = serde_json::json!({
+        "type": event_type,
+        "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "data": data,
+    })
+    .to_string();
+    endpoints
+        .iter()
+        .filter(|e| e.wants(event_type))
+        .map(|e| {
+            let payload = WebhookPayload {
+                endpoint_id: e.id.clone(),
+                event_type: event_type.to_owned(),
+                body: body.clone(),
+            };
+            Change::InsertOutbox(OutboxMessage::new(tenant, lead, Payload::Webhook(payload), now))
+        })
+        .collect()
+}
+
+/// What templates see of a lead.
+#[derive(Serialize)]
+struct LeadView<'a> {
+    id: &'a str,
+    name: &'a str,
+    email: &'a str,
+    phone: Option<&'a str>,
+    charter_from: Option<String>,
+    charter_to: Option<String>,
+    guests: Option<String>,
+    destination: Option<&'a str>,
+    message: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct LeadContext<'a> {
+    company_name: &'a str,
+    lead: LeadView<'a>,
+    duplicate: bool,
+}
+
+/// The side effects of a new lead: the acknowledgement to the client (when
+/// auto-reply is on and the lead is not a duplicate), a notification to each
+/// staff address, and `lead.created` to subscribed endpoints.
+pub fn lead_created(tenant: &Tenant, lead: &Lead, endpoints: &[WebhookEndpoint], now: DateTime<Utc>) -> Vec<Change> {
+    let duplicate = lead.duplicate_of.is_some();
+    let ctx = LeadContext {
+        company_name: &tenant.settings.company_name,
+        lead: LeadView {
+            id: lead.id.as_str(),
+            name: &lead.name,
+            email: lead.email.as_str(),
+            phone: lead.phone_e164.as_deref(),
+            charter_from: lead.charter_from.map(|d| d.to_string()),
+            charter_to: lead.charter_to.map(|d| d.to_string()),
+            guests: lead
+                .guests
+                .map(|g| format!("{} adults, {} children", g.adults, g.children)),
+            destination: lead.destination.as_deref(),
+            message: lead.message.as_deref(),
+        },
+        duplicate,
+    };
+    let mut out = Vec::new();
+    if tenant.settings.auto_reply_enabled && !duplicate {
+        out.extend(email(
+            tenant,
+            Some(&lead.id),
+            "lead_acknowledgement",
+            &lead.locale,
+            lead.email.as_str(),
+            &ctx,
+            now,
+        ));
+    }
+    for staff in &tenant.settings.notification_emails {
+        out.extend(email(
+            tenant,
+            Some(&lead.id),
+            "lead_notification",
+            "en",
+            staff.as_str(),
+            &ctx,
+            now,
+        ));
+    }
+    let data = serde_json::to_value(lead).unwrap_or_default();
+    out.extend(webhook(
+        &tenant.id,
+        Some(&lead.id),
+        endpoints,
+        "lead.created",
+        data,
+        now,
+    ));
+    out
+}

@@ -1,0 +1,224 @@
+//! Email: templates (built-in, with per-tenant overrides by kind and locale,
+//! rendered by minijinja with HTML escaping) and the transports (SMTP from
+//! `LEADLINE_SMTP_URL`, else `.eml` files under `<data_dir>/mail/`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use leadline_core::delivery::EmailPayload;
+use leadline_core::tenant::{Settings, Template};
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// Built-in templates, English.
+fn builtin(kind: &str) -> Option<Template> {
+    let t = |subject: &str, text: &str, html: &str| Template {
+        subject: subject.into(),
+        text: text.into(),
+        html: html.into(),
+    };
+    Some(match kind {
+        "lead_acknowledgement" => t(
+            "We received your charter inquiry - {{ company_name }}",
+            "Dear {{ lead.name }},\n\nThank you for your inquiry{% if lead.charter_from %} for {{ lead.charter_from }} to {{ lead.charter_to }}{% endif %}. \
+             Our team will come back to you shortly.\n\n{{ company_name }}\n",
+            "<p>Dear {{ lead.name }},</p><p>Thank you for your inquiry{% if lead.charter_from %} for {{ lead.charter_from }} to \
+             {{ lead.charter_to }}{% endif %}. Our team will come back to you shortly.</p><p>{{ company_name }}</p>",
+        ),
+        "lead_notification" => t(
+            "New lead: {{ lead.name }}{% if duplicate %} (repeat inquiry){% endif %}",
+            "A new inquiry arrived.\n\nName: {{ lead.name }}\nEmail: {{ lead.email }}\nPhone: {{ lead.phone or '-' }}\n\
+             Dates: {{ lead.charter_from or '-' }} to {{ lead.charter_to or '-' }}\nGuests: {{ lead.guests or '-' }}\n\
+             Destination: {{ lead.destination or '-' }}\nMessage: {{ lead.message or '-' }}\n\nLead id: {{ lead.id }}\n",
+            "<p>A new inquiry arrived.</p><ul><li>Name: {{ lead.name }}</li><li>Email: {{ lead.email }}</li>\
+             <li>Phone: {{ lead.phone or '-' }}</li><li>Dates: {{ lead.charter_from or '-' }} to {{ lead.charter_to or '-' }}</li>\
+             <li>Guests: {{ lead.guests or '-' }}</li><li>Destination: {{ lead.destination or '-' }}</li>\
+             <li>Message: {{ lead.message or '-' }}</li></ul><p>Lead id: {{ lead.id }}</p>",
+        ),
+        "quote" => t(
+            "Your charter quote - {{ company_name }}",
+            "Dear {{ lead.name }},\n\nYour quote is ready: {{ quote_url }}\n\n{{ company_name }}\n",
+            "<p>Dear {{ lead.name }},</p><p>Your quote is ready: <a href=\"{{ quote_url }}\">view it here</a>.</p><p>{{ company_name }}</p>",
+        ),
+        "quote_accepted" => t(
+            "Quote accepted by {{ lead.name }}",
+            "{{ lead.name }} accepted quote {{ quote_id }}.\n",
+            "<p>{{ lead.name }} accepted quote {{ quote_id }}.</p>",
+        ),
+        _ => return None,
+    })
+}
+
+/// Picks the template: the tenant's for the exact locale, then for its language,
+/// then the built-in one.
+fn choose(settings: &Settings, kind: &str, locale: &str) -> Option<Template> {
+    let lang = locale.split('-').next().unwrap_or(locale);
+    settings
+        .templates
+        .get(kind)
+        .and_then(|m| m.get(locale).or_else(|| m.get(lang)))
+        .cloned()
+        .or_else(|| builtin(kind))
+}
+
+fn env_for(t: &Template) -> Result<minijinja::Environment<'static>, minijinja::Error> {
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") {
+            minijinja::AutoEscape::Html
+        } else {
+            minijinja::AutoEscape::None
+        }
+    });
+    env.add_template_owned("subject.txt", t.subject.clone())?;
+    env.add_template_owned("body.txt", t.text.clone())?;
+    env.add_template_owned("body.html", t.html.clone())?;
+    Ok(env)
+}
+
+fn render_with<C: Serialize>(t: &Template, ctx: &C) -> Result<(String, String, String), minijinja::Error> {
+    let env = env_for(t)?;
+    let subject = env.get_template("subject.txt")?.render(ctx)?;
+    // A subject is one line whatever the template or the values put in it.
+    let subject = subject
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok((
+        subject,
+        env.get_template("body.txt")?.render(ctx)?,
+        env.get_template("body.html")?.render(ctx)?,
+    ))
+}
+
+/// Renders an email of `kind` for `locale`. A tenant template that fails to render
+/// falls back to the built-in one (and is logged), so a typo never loses a message.
+pub fn render<C: Serialize>(
+    settings: &Settings,
+    kind: &str,
+    locale: &str,
+    ctx: &C,
+) -> Option<(String, String, String)> {
+    let chosen = choose(settings, kind, locale)?;
+    match render_with(&chosen, ctx) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(kind, error = %e, "a tenant template failed to render; using the built-in one");
+            render_with(&builtin(kind)?, ctx).ok()
+        }
+    }
+}
+
+/// Checks that a template compiles (for `PATCH /v1/settings`).
+pub fn check_template(t: &Template) -> Result<(), String> {
+    env_for(t).map(|_| ()).map_err(|e| format!("does not compile: {e}"))
+}
+
+/// How a send went.
+#[derive(Debug)]
+pub struct SendError {
+    /// Not worth retrying (a 5xx SMTP answer such as an unknown mailbox).
+    pub permanent: bool,
+    /// SMTP reply code, if any.
+    pub code: Option<u16>,
+    /// What happened, shortened.
+    pub detail: String,
+}
+
+/// Where emails go.
+#[derive(Clone)]
+pub enum Mailer {
+    /// A real SMTP server.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// `.eml` files in a folder (the embedded default: nothing is lost).
+    Files(PathBuf),
+}
+
+impl Mailer {
+    /// From the configuration.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        match &config.smtp_url {
+            Some(url) => {
+                let t = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+                    .map_err(|e| format!("LEADLINE_SMTP_URL: {e}"))?
+                    .timeout(Some(Duration::from_secs(30)))
+                    .build();
+                Ok(Self::Smtp(t))
+            }
+            None => Ok(Self::Files(config.data_dir.join("mail"))),
+        }
+    }
+
+    /// Sends one message; `msg_id` names it (Message-ID, file name).
+    pub async fn send(&self, from: &Mailbox, msg_id: &str, p: &EmailPayload) -> Result<String, SendError> {
+        let fail = |detail: String| SendError {
+            permanent: true,
+            code: None,
+            detail,
+        };
+        let mut from = from.clone();
+        if let Some(name) = &p.from_name {
+            from.name = Some(name.clone());
+        }
+        let to: Mailbox = p.to.parse().map_err(|e| fail(format!("bad recipient: {e}")))?;
+        let mut b = Message::builder()
+            .from(from)
+            .to(to)
+            .subject(p.subject.clone())
+            .message_id(Some(format!("<{msg_id}@leadline>")));
+        if let Some(r) = &p.reply_to {
+            if let Ok(r) = r.parse::<Mailbox>() {
+                b = b.reply_to(r);
+            }
+        }
+        let body = MultiPart::alternative()
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(p.text.clone()),
+            )
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(p.html.clone()),
+            );
+        let message = b
+            .multipart(body)
+            .map_err(|e| fail(format!("cannot build the message: {e}")))?;
+        match self {
+            Self::Smtp(t) => match t.send(message).await {
+                Ok(resp) => Ok(format!("{} {}", resp.code(), resp.first_line().unwrap_or(""))),
+                Err(e) => Err(SendError {
+                    permanent: e.is_permanent(),
+                    code: e.status().map(|c| c.to_string().parse().unwrap_or(0)),
+                    detail: short(&e.to_string()),
+                }),
+            },
+            Self::Files(dir) => {
+                let transient = |e: std::io::Error| SendError {
+                    permanent: false,
+                    code: None,
+                    detail: short(&e.to_string()),
+                };
+                tokio::fs::create_dir_all(dir).await.map_err(transient)?;
+                let path = dir.join(format!("{msg_id}.eml"));
+                let tmp = dir.join(format!(".{msg_id}.eml.tmp"));
+                tokio::fs::write(&tmp, message.formatted()).await.map_err(transient)?;
+                tokio::fs::rename(&tmp, &path).await.map_err(transient)?;
+                Ok(format!("written to {}", path.display()))
+            }
+        }
+    }
+}
+
+/// At most 300 characters of an error or answer.
+pub fn short(s: &str) -> String {
+    s.chars().take(300).collect()
+}

@@ -1,0 +1,217 @@
+//! The outbox dispatcher: claims due messages by lease, delivers them outside any
+//! transaction, and reports each attempt. Woken at once after a commit that queued
+//! something, and every poll interval otherwise (retries, other instances).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadline_core::delivery::{Attempt, AttemptReport, OutboxMessage, Payload};
+use leadline_core::retry::RetryPolicy;
+use leadline_store::Store;
+use lettre::message::Mailbox;
+use rand::Rng;
+use tokio::sync::{Notify, watch};
+
+use crate::clock;
+use crate::config::Config;
+use crate::mail::Mailer;
+
+/// Messages claimed at once.
+const BATCH: u32 = 16;
+
+/// The dispatcher of one process.
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    mailer: Mailer,
+    from: Mailbox,
+    http: reqwest::Client,
+    notify: Arc<Notify>,
+    id: String,
+    policy: RetryPolicy,
+}
+
+impl Dispatcher {
+    /// A dispatcher with its own worker id.
+    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, notify: Arc<Notify>) -> Result<Self, String> {
+        let mailer = Mailer::from_config(&config)?;
+        let from: Mailbox = config
+            .mail_from
+            .parse()
+            .map_err(|e| format!("LEADLINE_MAIL_FROM: {e}"))?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.webhook_timeout)
+            .user_agent(concat!("Leadline-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let policy = RetryPolicy {
+            max_attempts: config.retry_max_attempts,
+            base: config.retry_base_delay,
+            factor: 4,
+            cap: config.retry_max_delay,
+        };
+        let id = format!("worker-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+        Ok(Self {
+            store,
+            config,
+            mailer,
+            from,
+            http,
+            notify,
+            id,
+            policy,
+        })
+    }
+
+    /// The lease: longer than any one delivery may take.
+    fn lease(&self) -> Duration {
+        self.config.webhook_timeout + Duration::from_secs(45)
+    }
+
+    /// Runs until `stop` turns true; deliveries under way are finished and reported.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        tracing::info!(worker = %self.id, "outbox dispatcher started");
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let now = clock::now();
+            let until = now + self.lease();
+            let batch = match self.store.claim_due(&self.id, now, until, BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not claim outbox messages");
+                    Vec::new()
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    () = self.notify.notified() => {},
+                    () = tokio::time::sleep(self.config.worker_poll) => {},
+                    _ = stop.changed() => {},
+                }
+                continue;
+            }
+            let mut set = tokio::task::JoinSet::new();
+            for m in batch {
+                let me = self.clone();
+                set.spawn(async move { me.deliver(m).await });
+            }
+            while set.join_next().await.is_some() {}
+        }
+        tracing::info!(worker = %self.id, "outbox dispatcher stopped");
+    }
+
+    async fn deliver(&self, m: OutboxMessage) {
+        let attempt_no = m.attempts + 1;
+        let started = std::time::Instant::now();
+        let (success, code, detail, retryable, retry_after, gone, kind) = match &m.payload {
+            Payload::Email(p) => match self.mailer.send(&self.from, m.id.as_str(), p).await {
+                Ok(reply) => (
+                    true,
+                    Some(250),
+                    Some(crate::mail::short(&reply)),
+                    false,
+                    None,
+                    false,
+                    "email",
+                ),
+                Err(e) => (false, e.code, Some(e.detail), !e.permanent, None, false, "email"),
+            },
+            Payload::Webhook(w) => match self.store.get_endpoint(&m.tenant_id, &w.endpoint_id).await {
+                Ok(Some(ep)) if ep.enabled => {
+                    let o = crate::outbound::deliver(
+                        &self.http,
+                        &ep,
+                        m.id.as_str(),
+                        &w.body,
+                        self.config.allow_private_webhook_targets,
+                    )
+                    .await;
+                    (
+                        o.success,
+                        o.code,
+                        Some(o.detail),
+                        o.retryable,
+                        o.retry_after,
+                        o.gone,
+                        "webhook",
+                    )
+                }
+                Ok(Some(_)) => (
+                    false,
+                    None,
+                    Some("the endpoint is disabled".into()),
+                    false,
+                    None,
+                    false,
+                    "webhook",
+                ),
+                Ok(None) => (
+                    false,
+                    None,
+                    Some("the endpoint was deleted".into()),
+                    false,
+                    None,
+                    false,
+                    "webhook",
+                ),
+                Err(e) => (false, None, Some(format!("store: {e}")), true, None, false, "webhook"),
+            },
+            Payload::Erased => (false, None, Some("erased".into()), false, None, false, "email"),
+        };
+        let now = clock::now();
+        let retry_at = if success || !retryable {
+            None
+        } else {
+            self.policy
+                .next_delay(attempt_no, rand::rng().random::<f64>(), retry_after)
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .map(|d| now + d)
+        };
+        let result = if success { "success" } else { "failure" };
+        match kind {
+            "email" => metrics::counter!("leadline_emails_sent_total", "result" => result).increment(1),
+            _ => metrics::counter!("leadline_webhooks_delivered_total", "result" => result).increment(1),
+        }
+        if !success && retry_at.is_none() {
+            metrics::counter!("leadline_dead_letters_total").increment(1);
+        }
+        let report = AttemptReport {
+            message_id: m.id.clone(),
+            worker: self.id.clone(),
+            attempt: Attempt {
+                attempt: attempt_no,
+                at: now,
+                success,
+                code,
+                detail,
+                latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            },
+            retry_at,
+            disable_endpoint: gone,
+        };
+        match self.store.report_attempt(&report).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(message_id = %m.id, "lost the lease of a message before reporting; another worker has it")
+            }
+            Err(e) => tracing::error!(message_id = %m.id, error = %e, "could not record a delivery attempt"),
+        }
+        if retry_at.is_some() {
+            // A short retry delay should not wait for the poll interval.
+            let notify = self.notify.clone();
+            if let Some(d) = retry_at
+                .and_then(|t| (t - now).to_std().ok())
+                .filter(|d| *d < self.config.worker_poll)
+            {
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    notify.notify_one();
+                });
+            }
+        }
+    }
+}
