@@ -69,7 +69,7 @@ pub struct WebhookPayload {
 
 /// The payload of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Payload {
     /// An email.
     Email(EmailPayload),

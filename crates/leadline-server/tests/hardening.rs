@@ -311,13 +311,69 @@ async fn every_mutating_route_is_audited_with_its_request_id(b: Backend) {
             "lead.delete",
             204,
         ),
-        (Method::POST, "/v1/webhook-endpoints", "/v1/webhook-endpoints".into(), Some(json!({"url": "http://127.0.0.1:9/hook", "events": ["lead.created"]})), "sk", "webhook_endpoint.create", 201),
-        (Method::PATCH, "/v1/webhook-endpoints/{id}", "/v1/webhook-endpoints/EP".into(), Some(json!({"description": "CRM"})), "sk", "webhook_endpoint.update", 200),
-        (Method::POST, "/v1/webhook-endpoints/{id}/rotate-secret", "/v1/webhook-endpoints/EP/rotate-secret".into(), None, "sk", "webhook_endpoint.rotate_secret", 200),
-        (Method::POST, "/v1/webhook-endpoints/{id}/test", "/v1/webhook-endpoints/EP/test".into(), None, "sk", "webhook_endpoint.test", 202),
-        (Method::DELETE, "/v1/webhook-endpoints/{id}", "/v1/webhook-endpoints/EP".into(), None, "sk", "webhook_endpoint.delete", 204),
-        (Method::POST, "/v1/dead-letters/{id}/replay", "/v1/dead-letters/dl_01jd6c8m2f0000000000000000/replay".into(), None, "sk", "dead_letter.replay", 404),
-        (Method::POST, "/admin/dead-letters/{id}/replay", "/admin/dead-letters/dl_01jd6c8m2f0000000000000000/replay".into(), None, admin, "dead_letter.replay", 404),
+        (
+            Method::POST,
+            "/v1/webhook-endpoints",
+            "/v1/webhook-endpoints".into(),
+            Some(json!({"url": "http://127.0.0.1:9/hook", "events": ["lead.created"]})),
+            "sk",
+            "webhook_endpoint.create",
+            201,
+        ),
+        (
+            Method::PATCH,
+            "/v1/webhook-endpoints/{id}",
+            "/v1/webhook-endpoints/EP".into(),
+            Some(json!({"description": "CRM"})),
+            "sk",
+            "webhook_endpoint.update",
+            200,
+        ),
+        (
+            Method::POST,
+            "/v1/webhook-endpoints/{id}/rotate-secret",
+            "/v1/webhook-endpoints/EP/rotate-secret".into(),
+            None,
+            "sk",
+            "webhook_endpoint.rotate_secret",
+            200,
+        ),
+        (
+            Method::POST,
+            "/v1/webhook-endpoints/{id}/test",
+            "/v1/webhook-endpoints/EP/test".into(),
+            None,
+            "sk",
+            "webhook_endpoint.test",
+            202,
+        ),
+        (
+            Method::DELETE,
+            "/v1/webhook-endpoints/{id}",
+            "/v1/webhook-endpoints/EP".into(),
+            None,
+            "sk",
+            "webhook_endpoint.delete",
+            204,
+        ),
+        (
+            Method::POST,
+            "/v1/dead-letters/{id}/replay",
+            "/v1/dead-letters/dl_01jd6c8m2f0000000000000000/replay".into(),
+            None,
+            "sk",
+            "dead_letter.replay",
+            404,
+        ),
+        (
+            Method::POST,
+            "/admin/dead-letters/{id}/replay",
+            "/admin/dead-letters/dl_01jd6c8m2f0000000000000000/replay".into(),
+            None,
+            admin,
+            "dead_letter.replay",
+            404,
+        ),
         // Failures are audited too.
         (
             Method::POST,
@@ -379,7 +435,10 @@ async fn every_mutating_route_is_audited_with_its_request_id(b: Backend) {
         let res = req.send().await.expect("send");
         assert_eq!(res.status().as_u16(), status, "{method} {path}");
         if action == "webhook_endpoint.create" {
-            endpoint = res.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_owned();
+            endpoint = res.json::<Value>().await.expect("json")["id"]
+                .as_str()
+                .expect("id")
+                .to_owned();
         }
         let found: Vec<Value> = audit(&app, "")
             .await

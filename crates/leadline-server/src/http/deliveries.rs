@@ -46,7 +46,7 @@ fn kind(p: &DeliveryParams) -> ApiResult<Option<MessageKind>> {
 /// recipient redacted (the body is not shown; replay sends it unchanged).
 fn view(mut d: DeadLetter) -> DeadLetter {
     let p = &d.payload;
-    d.payload = match p.get("kind").and_then(|k| k.as_str()) {
+    d.payload = match p.get("type").and_then(|k| k.as_str()) {
         Some("email") => serde_json::json!({
             "kind": "email", "mail_id": p["mail_id"], "template": p["kind"],
             "to": p["to"].as_str().map(leadline_core::redact::email), "subject": p["subject"],

@@ -12,6 +12,9 @@ use leadline_store::testing::TestDb;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
+pub mod receiver;
+pub mod smtp;
+
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 
 /// Runs one async test body on both backends: `both_backends!(name);` makes
@@ -106,6 +109,10 @@ impl TestApp {
     pub async fn restart(&mut self) {
         self.stop().await;
         self.start().await;
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
     }
 
     pub fn db_url(&self) -> String {
@@ -277,4 +284,20 @@ pub async fn problem(res: reqwest::Response, status: u16) -> Value {
     );
     assert_eq!(v["request_id"], rid.as_str());
     v
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, for at most 20 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -1,0 +1,687 @@
+//! DESIGN §5 with real servers on loopback, on both backends: emails over SMTP,
+//! signed webhooks, retries, dead letters, leases, erasure and the SSRF guard.
+
+mod common;
+
+use common::receiver::Receiver;
+use common::smtp::{SmtpServer, header, part};
+use common::{Backend, TestApp, eventually, lead_body, problem};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+both_backends!(
+    lead_emails_arrive_over_smtp_and_duplicates_get_no_second_acknowledgement,
+    emails_without_smtp_are_written_as_files,
+    webhooks_verify_with_standard_webhooks_during_rotation,
+    a_receiver_failing_four_times_gets_the_event_on_attempt_five,
+    an_always_failing_receiver_yields_one_dead_letter_and_replay_delivers,
+    smtp_down_then_up_delivers_every_email_once,
+    a_crashed_workers_message_is_delivered_after_its_lease,
+    gone_disables_the_endpoint,
+    erasure_reaches_mail_logs_and_pending_deliveries,
+    webhook_endpoints_are_tenant_scoped_and_validated,
+);
+
+const FAST_RETRIES: &[(&str, &str)] = &[
+    ("LEADLINE_RETRY_BASE_DELAY", "20ms"),
+    ("LEADLINE_RETRY_MAX_DELAY", "80ms"),
+];
+
+async fn json_of(res: reqwest::Response) -> Value {
+    res.json().await.expect("json")
+}
+
+async fn endpoint(app: &TestApp, sk: &str, url: &str, events: &[&str]) -> (String, String) {
+    let res = app
+        .with_key(Method::POST, "/v1/webhook-endpoints", sk)
+        .json(&json!({"url": url, "events": events}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    let v = json_of(res).await;
+    (
+        v["id"].as_str().expect("id").to_owned(),
+        v["secret"].as_str().expect("secret").to_owned(),
+    )
+}
+
+async fn mail_logs(app: &TestApp, sk: &str) -> Vec<Value> {
+    json_of(
+        app.with_key(Method::GET, "/v1/mail-logs?limit=200", sk)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn lead_emails_arrive_over_smtp_and_duplicates_get_no_second_acknowledgement(b: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(
+        b,
+        &[
+            ("LEADLINE_SMTP_URL", &smtp.url()),
+            ("LEADLINE_MAIL_FROM", "Leadline <no-reply@leadline.example>"),
+        ],
+    )
+    .await;
+    let res = app
+        .admin(Method::POST, "/admin/tenants")
+        .json(&json!({"name": "Aegean Blue", "notification_emails": ["desk@aegean.example"], "reply_to": "sales@aegean.example"}))
+        .send()
+        .await
+        .expect("send");
+    let sk = json_of(res).await["secret_key"].as_str().expect("sk").to_owned();
+    let mut body = lead_body("maria@example.com");
+    body["name"] = json!("Maria <b>Bold</b> & Co");
+    let res = app
+        .with_key(Method::POST, "/v1/leads", &sk)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    let got = eventually("two emails", || async {
+        Some(smtp.received()).filter(|m| m.len() >= 2)
+    })
+    .await;
+    let ack = got
+        .iter()
+        .find(|m| m.to == ["maria@example.com"])
+        .expect("acknowledgement to the client");
+    let note = got
+        .iter()
+        .find(|m| m.to == ["desk@aegean.example"])
+        .expect("notification to staff");
+    assert!(header(&ack.data, "Subject").is_some_and(|s| s.contains("Aegean Blue")));
+    assert!(header(&ack.data, "Reply-To").is_some_and(|s| s.contains("sales@aegean.example")));
+    assert!(
+        header(&ack.data, "From").is_some_and(|s| s.contains("no-reply@leadline.example") && s.contains("Aegean Blue"))
+    );
+    assert!(header(&ack.data, "Message-ID").is_some_and(|s| s.contains("msg_")));
+    let html = part(&ack.data, "text/html").expect("an HTML part");
+    let text = part(&ack.data, "text/plain").expect("a text part");
+    assert!(
+        html.contains("Maria &lt;b&gt;Bold&lt;") && html.contains("b&gt; &amp; Co"),
+        "the name is escaped in HTML: {html}"
+    );
+    assert!(!html.contains("<b>Bold</b>"));
+    assert!(
+        text.contains("Maria <b>Bold</b> & Co"),
+        "the text part keeps it as typed"
+    );
+    assert!(header(&note.data, "Subject").is_some_and(|s| s.starts_with("New lead:")));
+    assert!(part(&note.data, "text/plain").is_some_and(|t| t.contains("maria@example.com")));
+    // The same email and dates again: a duplicate, staff hear of it, the client gets nothing new.
+    app.with_key(Method::POST, "/v1/leads", &sk)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    eventually("every email sent", || async {
+        let logs = mail_logs(&app, &sk).await;
+        (logs.len() == 3 && logs.iter().all(|l| l["status"] == "sent")).then_some(())
+    })
+    .await;
+    let got = smtp.received();
+    assert_eq!(got.len(), 3);
+    assert_eq!(
+        got.iter().filter(|m| m.to == ["maria@example.com"]).count(),
+        1,
+        "no second acknowledgement"
+    );
+    let dup_note = got
+        .iter()
+        .rfind(|m| m.to == ["desk@aegean.example"])
+        .expect("second notification");
+    assert!(header(&dup_note.data, "Subject").is_some_and(|s| s.contains("repeat inquiry")));
+    // The log shows recipients redacted.
+    let logs = mail_logs(&app, &sk).await;
+    assert!(
+        logs.iter()
+            .any(|l| l["recipient"] == "m***@example.com" && l["kind"] == "lead_acknowledgement")
+    );
+    assert!(!serde_json::to_string(&logs).expect("json").contains("maria@"));
+}
+
+async fn emails_without_smtp_are_written_as_files(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.tenant("Aegean Blue").await;
+    app.lead(&t, lead_body("maria@example.com")).await;
+    let dir = app.data_dir().join("mail");
+    let files = eventually("an .eml file", || async {
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .collect();
+        (!files.is_empty()).then_some(files)
+    })
+    .await;
+    let text = std::fs::read_to_string(files[0].path()).expect("read");
+    assert!(text.contains("To: maria@example.com"));
+    assert!(files[0].file_name().to_string_lossy().starts_with("msg_"));
+}
+
+async fn webhooks_verify_with_standard_webhooks_during_rotation(b: Backend) {
+    let rx = Receiver::start(&[], 200).await;
+    let app = TestApp::spawn(b).await;
+    let t = app.tenant("Aegean Blue").await;
+    let (id, secret) = endpoint(&app, &t.sk, &rx.url, &["lead.created", "lead.updated"]).await;
+    assert!(secret.starts_with("whsec_"));
+    let lead = app.lead(&t, lead_body("maria@example.com")).await;
+    let first = eventually("lead.created", || async { rx.received().first().cloned() }).await;
+    standardwebhooks::Webhook::new(&secret)
+        .expect("secret")
+        .verify(first.body.as_bytes(), &first.headers)
+        .expect("a valid signature");
+    let event: Value = serde_json::from_str(&first.body).expect("json");
+    assert_eq!(event["type"], "lead.created");
+    assert_eq!(event["data"]["id"], lead["id"]);
+    assert!(first.headers["webhook-id"].to_str().expect("ascii").starts_with("msg_"));
+    // Rotation: for 24 h both secrets sign, so receivers on either verify.
+    let res = app
+        .with_key(
+            Method::POST,
+            &format!("/v1/webhook-endpoints/{id}/rotate-secret"),
+            &t.sk,
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    let new_secret = json_of(res).await["secret"].as_str().expect("secret").to_owned();
+    assert_ne!(new_secret, secret);
+    let res = app
+        .with_key(
+            Method::PATCH,
+            &format!("/v1/leads/{}", lead["id"].as_str().expect("id")),
+            &t.sk,
+        )
+        .json(&json!({"status": "contacted"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    let second = eventually("lead.updated", || async { rx.received().get(1).cloned() }).await;
+    let sigs = second.headers["webhook-signature"].to_str().expect("ascii").to_owned();
+    assert_eq!(sigs.split(' ').count(), 2, "both signatures during rotation: {sigs}");
+    for s in [&secret, &new_secret] {
+        standardwebhooks::Webhook::new(s)
+            .expect("secret")
+            .verify(second.body.as_bytes(), &second.headers)
+            .expect("verifies");
+    }
+    let wrong = leadline_core::webhook::new_secret();
+    assert!(
+        standardwebhooks::Webhook::new(&wrong)
+            .expect("secret")
+            .verify(second.body.as_bytes(), &second.headers)
+            .is_err()
+    );
+    // The test event reaches the endpoint too.
+    let res = app
+        .with_key(Method::POST, &format!("/v1/webhook-endpoints/{id}/test"), &t.sk)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 202);
+    let test = eventually("webhook.test", || async { rx.received().get(2).cloned() }).await;
+    assert!(test.body.contains("webhook.test"));
+}
+
+async fn a_receiver_failing_four_times_gets_the_event_on_attempt_five(b: Backend) {
+    let rx = Receiver::start(&[500, 503, 500, 429], 200).await;
+    let app = TestApp::spawn_with(b, FAST_RETRIES).await;
+    let t = app.tenant("Aegean Blue").await;
+    endpoint(&app, &t.sk, &rx.url, &["lead.created"]).await;
+    app.lead(&t, lead_body("maria@example.com")).await;
+    let all = eventually("five attempts", || async {
+        Some(rx.received()).filter(|r| r.len() >= 5)
+    })
+    .await;
+    let ids: Vec<&str> = all
+        .iter()
+        .filter_map(|d| d.headers["webhook-id"].to_str().ok())
+        .collect();
+    assert!(ids.iter().all(|i| *i == ids[0]), "the same webhook-id on every attempt");
+    let store = leadline_store::open(&app.db_url()).await.expect("open");
+    let msg_id = leadline_core::id::MsgId::parse(ids[0]).expect("id");
+    let msg = eventually("delivered", || async {
+        store
+            .get_message(&msg_id)
+            .await
+            .ok()
+            .flatten()
+            .filter(|m| m.status == leadline_core::delivery::MessageStatus::Delivered)
+    })
+    .await;
+    assert_eq!(msg.attempts, 5);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(rx.received().len(), 5, "nothing after success");
+    let dead = json_of(
+        app.with_key(Method::GET, "/v1/dead-letters", &t.sk)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(dead["data"], json!([]));
+    store.close().await;
+}
+
+async fn an_always_failing_receiver_yields_one_dead_letter_and_replay_delivers(b: Backend) {
+    let rx = Receiver::start(&[], 500).await;
+    let app = TestApp::spawn_with(b, FAST_RETRIES).await;
+    let t = app.tenant("Aegean Blue").await;
+    endpoint(&app, &t.sk, &rx.url, &["lead.created"]).await;
+    app.lead(&t, lead_body("maria@example.com")).await;
+    let dead = eventually("a dead letter", || async {
+        let v = json_of(
+            app.with_key(Method::GET, "/v1/dead-letters?kind=webhook", &t.sk)
+                .send()
+                .await
+                .ok()?,
+        )
+        .await;
+        v["data"].as_array().filter(|d| !d.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(dead.len(), 1);
+    let dl = &dead[0];
+    assert_eq!(dl["attempts"].as_array().map(Vec::len), Some(5));
+    assert!(
+        dl["attempts"]
+            .as_array()
+            .expect("attempts")
+            .iter()
+            .all(|a| a["success"] == false && a["code"] == 500)
+    );
+    assert_eq!(dl["payload"]["event_type"], "lead.created");
+    assert_eq!(rx.received().len(), 5);
+    // The operator sees it too; another tenant does not.
+    let admin = json_of(
+        app.admin(Method::GET, &format!("/admin/dead-letters/{}", t.id))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(admin["data"][0]["id"], dl["id"]);
+    let u = app.tenant("Other").await;
+    let dl_id = dl["id"].as_str().expect("id");
+    problem(
+        app.with_key(Method::POST, &format!("/v1/dead-letters/{dl_id}/replay"), &u.sk)
+            .send()
+            .await
+            .expect("send"),
+        404,
+    )
+    .await;
+    assert_eq!(
+        json_of(
+            app.with_key(Method::GET, "/v1/dead-letters", &u.sk)
+                .send()
+                .await
+                .expect("send")
+        )
+        .await["data"],
+        json!([])
+    );
+    // Replay once the receiver works again: delivered, with the same webhook-id.
+    rx.set_fallback(200);
+    let res = app
+        .with_key(Method::POST, &format!("/v1/dead-letters/{dl_id}/replay"), &t.sk)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 202);
+    let all = eventually("the replayed delivery", || async {
+        Some(rx.received()).filter(|r| r.len() >= 6)
+    })
+    .await;
+    assert_eq!(all[5].headers["webhook-id"], all[0].headers["webhook-id"]);
+    problem(
+        app.with_key(Method::POST, &format!("/v1/dead-letters/{dl_id}/replay"), &t.sk)
+            .send()
+            .await
+            .expect("send"),
+        409,
+    )
+    .await;
+    let m: String = app
+        .admin(Method::GET, "/admin/metrics")
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("leadline_dead_letters_total ") && !l.ends_with(" 0")),
+        "dead letters counted"
+    );
+}
+
+async fn smtp_down_then_up_delivers_every_email_once(b: Backend) {
+    // A port with nothing behind it, for now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(
+        b,
+        &[
+            ("LEADLINE_SMTP_URL", &url),
+            ("LEADLINE_RETRY_BASE_DELAY", "20ms"),
+            ("LEADLINE_RETRY_MAX_DELAY", "100ms"),
+            ("LEADLINE_RETRY_MAX_ATTEMPTS", "100"),
+        ],
+    )
+    .await;
+    let t = app.tenant("Aegean Blue").await;
+    for i in 0..5 {
+        app.lead(&t, lead_body(&format!("client{i}@example.com"))).await;
+    }
+    eventually("failed attempts while the server is down", || async {
+        let logs = mail_logs(&app, &t.sk).await;
+        (logs.len() == 5
+            && logs
+                .iter()
+                .all(|l| l["attempts"].as_u64() >= Some(2) && l["status"] == "queued"))
+        .then_some(())
+    })
+    .await;
+    let smtp = SmtpServer::start_on(port).await;
+    eventually("every email sent", || async {
+        let logs = mail_logs(&app, &t.sk).await;
+        logs.iter().all(|l| l["status"] == "sent").then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let got = smtp.received();
+    assert_eq!(got.len(), 5, "each email once");
+    let mut to: Vec<String> = got.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(to, (0..5).map(|i| format!("client{i}@example.com")).collect::<Vec<_>>());
+}
+
+async fn a_crashed_workers_message_is_delivered_after_its_lease(b: Backend) {
+    use leadline_core::change::{Change, ChangeSet};
+    use leadline_core::delivery::{MessageStatus, OutboxMessage, Payload, WebhookPayload};
+    let rx = Receiver::start(&[], 200).await;
+    let mut app = TestApp::spawn(b).await;
+    let t = app.tenant("Aegean Blue").await;
+    let (ep, _) = endpoint(&app, &t.sk, &rx.url, &["lead.created"]).await;
+    app.stop().await;
+    // A message claimed by a worker that then died mid-delivery.
+    let store = leadline_store::open(&app.db_url()).await.expect("open");
+    let tenant = leadline_core::id::TenantId::parse(&t.id).expect("id");
+    let payload = WebhookPayload {
+        endpoint_id: leadline_core::id::WebhookEndpointId::parse(&ep).expect("id"),
+        event_type: "lead.created".into(),
+        body: "{\"type\":\"lead.created\",\"data\":{}}".into(),
+    };
+    let now = chrono::Utc::now();
+    let msg = OutboxMessage::new(&tenant, None, Payload::Webhook(payload), now);
+    store
+        .commit(ChangeSet::one(Change::InsertOutbox(msg.clone())))
+        .await
+        .expect("queue");
+    let lease = chrono::Duration::milliseconds(1500);
+    let claimed = store
+        .claim_due("crashed-worker", chrono::Utc::now(), chrono::Utc::now() + lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    // A new process starts; it must not take the message before the lease runs out...
+    app.restart().await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(rx.received().is_empty(), "the lease holds");
+    // ...and delivers it after.
+    let got = eventually("delivery after the lease", || async { rx.received().first().cloned() }).await;
+    assert_eq!(got.headers["webhook-id"], msg.id.as_str());
+    let m = eventually("delivered", || async {
+        store
+            .get_message(&msg.id)
+            .await
+            .ok()
+            .flatten()
+            .filter(|m| m.status == MessageStatus::Delivered)
+    })
+    .await;
+    assert_eq!(m.attempts, 1);
+    // The crashed worker's late report is refused: it no longer holds the message.
+    let late = leadline_core::delivery::AttemptReport {
+        message_id: msg.id.clone(),
+        worker: "crashed-worker".into(),
+        attempt: leadline_core::delivery::Attempt {
+            attempt: 1,
+            at: chrono::Utc::now(),
+            success: false,
+            code: None,
+            detail: None,
+            latency_ms: 1,
+        },
+        retry_at: None,
+        disable_endpoint: false,
+    };
+    assert!(!store.report_attempt(&late).await.expect("report"));
+    assert_eq!(rx.received().len(), 1);
+    store.close().await;
+}
+
+async fn gone_disables_the_endpoint(b: Backend) {
+    let rx = Receiver::start(&[410], 200).await;
+    let app = TestApp::spawn_with(b, FAST_RETRIES).await;
+    let t = app.tenant("Aegean Blue").await;
+    let (id, _) = endpoint(&app, &t.sk, &rx.url, &["lead.created"]).await;
+    app.lead(&t, lead_body("maria@example.com")).await;
+    let ep = eventually("the endpoint disabled", || async {
+        let v = json_of(
+            app.with_key(Method::GET, &format!("/v1/webhook-endpoints/{id}"), &t.sk)
+                .send()
+                .await
+                .ok()?,
+        )
+        .await;
+        (v["enabled"] == false).then_some(v)
+    })
+    .await;
+    assert!(ep["disabled_reason"].as_str().is_some_and(|r| r.contains("410")));
+    assert_eq!(rx.received().len(), 1, "no retry after 410");
+    app.lead(&t, lead_body("nikos@example.com")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rx.received().len(), 1, "a disabled endpoint gets nothing");
+    let res = app
+        .with_key(Method::PATCH, &format!("/v1/webhook-endpoints/{id}"), &t.sk)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(json_of(res).await["disabled_reason"], Value::Null);
+}
+
+async fn erasure_reaches_mail_logs_and_pending_deliveries(b: Backend) {
+    use leadline_core::delivery::{MessageStatus, Payload};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let rx = Receiver::start(&[], 200).await;
+    let app = TestApp::spawn_with(
+        b,
+        &[
+            ("LEADLINE_SMTP_URL", &format!("smtp://127.0.0.1:{port}")),
+            ("LEADLINE_RETRY_BASE_DELAY", "1h"),
+            ("LEADLINE_RETRY_MAX_DELAY", "2h"),
+        ],
+    )
+    .await;
+    let t = app.tenant("Aegean Blue").await;
+    endpoint(&app, &t.sk, &rx.url, &["lead.created", "lead.deleted"]).await;
+    let lead = app.lead(&t, lead_body("maria@example.com")).await;
+    let id = lead["id"].as_str().expect("id");
+    eventually("the acknowledgement failed once and waits", || async {
+        mail_logs(&app, &t.sk)
+            .await
+            .first()
+            .filter(|l| l["attempts"] == 1 && l["status"] == "queued")
+            .map(|_| ())
+    })
+    .await;
+    eventually("lead.created delivered", || async { rx.received().first().cloned() }).await;
+    let res = app
+        .with_key(Method::DELETE, &format!("/v1/leads/{id}"), &t.sk)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 204);
+    let logs = mail_logs(&app, &t.sk).await;
+    assert_eq!(logs[0]["recipient"], "[erased]");
+    assert_eq!(logs[0]["subject"], "[erased]");
+    assert_eq!(logs[0]["status"], "cancelled");
+    let deleted = eventually("lead.deleted delivered", || async { rx.received().get(1).cloned() }).await;
+    assert!(deleted.body.contains("lead.deleted") && deleted.body.contains(id));
+    assert!(!deleted.body.contains("maria"), "the event holds no personal data");
+    // Straight from the store: the payloads hold nothing of the lead any more.
+    let store = leadline_store::open(&app.db_url()).await.expect("open");
+    let rows = app.raw_text("SELECT id FROM outbox").await;
+    let mut erased = 0;
+    for r in rows {
+        let m = store
+            .get_message(&leadline_core::id::MsgId::parse(&r).expect("id"))
+            .await
+            .expect("get")
+            .expect("row");
+        let text = format!("{:?}", m.payload);
+        if text.contains("lead.deleted") {
+            continue;
+        }
+        assert!(!text.contains("maria"), "{text}");
+        assert_eq!(m.payload, Payload::Erased);
+        assert!(m.status != MessageStatus::Pending);
+        erased += 1;
+    }
+    assert!(erased >= 2, "the acknowledgement and lead.created were erased");
+    store.close().await;
+}
+
+async fn webhook_endpoints_are_tenant_scoped_and_validated(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.tenant("A").await;
+    let u = app.tenant("B").await;
+    let (id, _) = endpoint(&app, &t.sk, "http://127.0.0.1:9/hook", &["*"]).await;
+    let path = format!("/v1/webhook-endpoints/{id}");
+    for (m, p) in [
+        (Method::GET, path.clone()),
+        (Method::PATCH, path.clone()),
+        (Method::DELETE, path.clone()),
+        (Method::POST, format!("{path}/rotate-secret")),
+        (Method::POST, format!("{path}/test")),
+    ] {
+        let res = app
+            .with_key(m.clone(), &p, &u.sk)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("send");
+        problem(res, 404).await;
+        let res = app.with_key(m, &p, &t.pk).json(&json!({})).send().await.expect("send");
+        problem(res, 403).await;
+    }
+    let list = json_of(
+        app.with_key(Method::GET, "/v1/webhook-endpoints", &u.sk)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(list["data"], json!([]));
+    let mine = json_of(
+        app.with_key(Method::GET, "/v1/webhook-endpoints", &t.sk)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(mine["data"][0]["id"], id.as_str());
+    assert!(
+        mine["data"][0].get("secret").is_none(),
+        "the secret is never shown again"
+    );
+    for bad in [
+        json!({"url": "https://a.example", "events": ["lead.exploded"]}),
+        json!({"url": "ftp://a.example", "events": ["*"]}),
+        json!({"url": "https://a.example", "events": []}),
+    ] {
+        problem(
+            app.with_key(Method::POST, "/v1/webhook-endpoints", &t.sk)
+                .json(&bad)
+                .send()
+                .await
+                .expect("send"),
+            422,
+        )
+        .await;
+    }
+    let res = app.with_key(Method::DELETE, &path, &t.sk).send().await.expect("send");
+    assert_eq!(res.status(), 204);
+    problem(app.with_key(Method::GET, &path, &t.sk).send().await.expect("send"), 404).await;
+
+    // With the production defaults, private and plain-HTTP targets are refused.
+    let strict = TestApp::spawn_with(
+        b,
+        &[
+            ("LEADLINE_ALLOW_PRIVATE_WEBHOOK_TARGETS", "false"),
+            ("LEADLINE_ALLOW_INSECURE_WEBHOOKS", "false"),
+        ],
+    )
+    .await;
+    let s = strict.tenant("Strict").await;
+    for url in [
+        "https://127.0.0.1/hook",
+        "https://localhost:8443/hook",
+        "https://169.254.169.254/latest",
+        "https://10.0.0.5/hook",
+        "https://[::1]/hook",
+    ] {
+        let p = problem(
+            strict
+                .with_key(Method::POST, "/v1/webhook-endpoints", &s.sk)
+                .json(&json!({"url": url, "events": ["*"]}))
+                .send()
+                .await
+                .expect("send"),
+            422,
+        )
+        .await;
+        assert_eq!(p["errors"][0]["pointer"], "/url", "{url}");
+    }
+    let p = problem(
+        strict
+            .with_key(Method::POST, "/v1/webhook-endpoints", &s.sk)
+            .json(&json!({"url": "http://93.184.216.34/hook", "events": ["*"]}))
+            .send()
+            .await
+            .expect("send"),
+        422,
+    )
+    .await;
+    assert!(p["errors"][0]["detail"].as_str().is_some_and(|d| d.contains("https")));
+    let ok = strict
+        .with_key(Method::POST, "/v1/webhook-endpoints", &s.sk)
+        .json(&json!({"url": "https://93.184.216.34/hook", "events": ["*"]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ok.status(), 201, "a public address is accepted");
+}
