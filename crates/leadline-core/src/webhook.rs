@@ -93,10 +93,10 @@ impl WebhookEndpoint {
     /// the rotation overlap.
     pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
         let mut out = vec![self.secret.as_str()];
-        if let (Some(prev), Some(until)) = (&self.previous_secret, self.previous_secret_until) {
-            if now < until {
-                out.push(prev.as_str());
-            }
+        if let (Some(prev), Some(until)) = (&self.previous_secret, self.previous_secret_until)
+            && now < until
+        {
+            out.push(prev.as_str());
         }
         out
     }
@@ -213,15 +213,15 @@ impl EndpointPatch {
     ) -> Result<WebhookEndpoint, ValidationErrors> {
         let mut e = ValidationErrors::new();
         let mut out = ep.clone();
-        if let Some(u) = self.url {
-            if let Some(u) = e.check("/url", check_url(&u, allow_insecure)) {
-                out.url = u;
-            }
+        if let Some(u) = self.url
+            && let Some(u) = e.check("/url", check_url(&u, allow_insecure))
+        {
+            out.url = u;
         }
-        if let Some(ev) = self.events {
-            if let Some(ev) = e.check("/events", check_events(&ev)) {
-                out.events = ev;
-            }
+        if let Some(ev) = self.events
+            && let Some(ev) = e.check("/events", check_events(&ev))
+        {
+            out.events = ev;
         }
         if let Some(d) = self.description {
             out.description = e.check("/description", clean_opt(Some(&d), 500, false)).flatten();

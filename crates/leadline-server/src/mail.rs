@@ -173,10 +173,10 @@ impl Mailer {
             .to(to)
             .subject(p.subject.clone())
             .message_id(Some(format!("<{msg_id}@leadline>")));
-        if let Some(r) = &p.reply_to {
-            if let Ok(r) = r.parse::<Mailbox>() {
-                b = b.reply_to(r);
-            }
+        if let Some(r) = &p.reply_to
+            && let Ok(r) = r.parse::<Mailbox>()
+        {
+            b = b.reply_to(r);
         }
         let body = MultiPart::alternative()
             .singlepart(

@@ -124,20 +124,20 @@ pub fn header(data: &str, name: &str) -> Option<String> {
         if l.is_empty() {
             return None;
         }
-        if let Some((k, v)) = l.split_once(':') {
-            if k.eq_ignore_ascii_case(name) {
-                let mut v = v.trim().to_owned();
-                while let Some(next) = lines.peek() {
-                    if next.starts_with(' ') || next.starts_with('\t') {
-                        v.push(' ');
-                        v.push_str(next.trim());
-                        lines.next();
-                    } else {
-                        break;
-                    }
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case(name)
+        {
+            let mut v = v.trim().to_owned();
+            while let Some(next) = lines.peek() {
+                if next.starts_with(' ') || next.starts_with('\t') {
+                    v.push(' ');
+                    v.push_str(next.trim());
+                    lines.next();
+                } else {
+                    break;
                 }
-                return Some(v);
             }
+            return Some(v);
         }
     }
     None
@@ -169,12 +169,13 @@ fn qp_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'=' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'='
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
