@@ -159,6 +159,7 @@ impl Application {
             self.state.outbox.clone(),
         )
         .map_err(std::io::Error::other)?;
+        let janitor_task = tokio::spawn(crate::maintenance::janitor(self.state.store.clone(), self.state.config.clone(), stop_rx.clone()));
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx));
         let limits = self.state.rate_limits.clone();
         let janitor = tokio::spawn(async move {
@@ -189,6 +190,7 @@ impl Application {
             }
         };
         janitor.abort();
+        janitor_task.abort();
         // Deliveries under way finish and are reported; the rest wait in the outbox.
         let _ = stop_tx.send(true);
         if tokio::time::timeout(grace, dispatcher).await.is_err() {

@@ -44,6 +44,25 @@ enum Command {
     CheckConfig,
     /// Print the OpenAPI document.
     Openapi,
+    /// Run a maintenance action (as POST /admin/maintenance) and print its outcome.
+    Maintenance {
+        /// cleanup_expired_keys, cleanup_old_audit, cleanup_old_dead_letters,
+        /// cleanup_old_deliveries or backup_database.
+        action: String,
+        /// Override the retention of a cleanup, in days.
+        #[arg(long)]
+        older_than_days: Option<u32>,
+    },
+    /// Write a checked backup of the SQLite database to <data_dir>/backups/.
+    Backup,
+    /// Restore a backup file into the configured SQLite database.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Replace an existing database (stop the server first).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -104,7 +123,7 @@ pub enum CliError {
     #[error(transparent)]
     Start(#[from] StartError),
     /// An operation was refused.
-    #[error("{}", .0.problem().detail)]
+    #[error("{}", api_message(.0))]
     Api(#[from] ApiError),
     /// I/O.
     #[error(transparent)]
@@ -112,6 +131,33 @@ pub enum CliError {
     /// Output.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// A refusal explained.
+    #[error("{0}")]
+    Message(String),
+}
+
+fn api_message(e: &ApiError) -> String {
+    match e {
+        ApiError::Validation(v) => v.to_string(),
+        e => e.problem().detail,
+    }
+}
+
+async fn maintenance_cmd(config: &Config, req: crate::maintenance::MaintenanceRequest) -> Result<(), CliError> {
+    let store = open_store(config).await?;
+    let fx = Effects::system("cli", &format!("maintenance.{}", req.action));
+    let r = crate::maintenance::run(store.as_ref(), config, &req, crate::clock::now()).await;
+    let r = match r {
+        Ok(outcome) => {
+            fx.set_details(serde_json::json!({"action": outcome.action, "affected": outcome.affected}));
+            let _ = fx.commit(store.as_ref(), leadline_core::change::ChangeSet::new(), axum::http::StatusCode::OK, |_| ()).await;
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    };
+    store.close().await;
+    r
 }
 
 /// Runs the command line; returns the process exit code.
@@ -127,6 +173,24 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     crate::telemetry::init(config.log_format);
     match cli.command {
         Command::Openapi => Ok(()),
+        Command::Maintenance { action, older_than_days } => {
+            maintenance_cmd(&config, crate::maintenance::MaintenanceRequest { action, older_than_days }).await
+        }
+        Command::Backup => {
+            maintenance_cmd(&config, crate::maintenance::MaintenanceRequest { action: "backup_database".into(), older_than_days: None })
+                .await
+        }
+        Command::Restore { file, force } => {
+            use secrecy::ExposeSecret;
+            let url = config.database_url.expose_secret();
+            let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+                return Err(CliError::Message("restore is for SQLite; restore PostgreSQL with pg_restore or from its base backups".into()));
+            };
+            let path = PathBuf::from(path.split('?').next().unwrap_or(path));
+            let version = crate::maintenance::restore(&file, &path, force).await.map_err(CliError::Message)?;
+            println!("restored {} into {} (schema version {version})", file.display(), path.display());
+            Ok(())
+        }
         Command::CheckConfig => {
             println!(
                 "configuration is valid (listening on {}, data in {})",

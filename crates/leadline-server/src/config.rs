@@ -130,6 +130,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How often the outbox dispatcher looks for due messages when not woken.
     pub worker_poll: Duration,
+    /// Mail logs, delivery attempts and finished outbox messages kept.
+    pub delivery_log_retention: Duration,
+    /// How often the janitor runs the cleanups (the backup runs daily).
+    pub janitor_interval: Duration,
 }
 
 /// Every setting: (name in the environment, default). The file uses the name
@@ -161,6 +165,8 @@ const SETTINGS: &[(&str, &str)] = &[
     ("LEADLINE_LOG_FORMAT", "auto"),
     ("LEADLINE_SHUTDOWN_GRACE", "10s"),
     ("LEADLINE_WORKER_POLL", "1s"),
+    ("LEADLINE_DELIVERY_LOG_RETENTION", "90d"),
+    ("LEADLINE_JANITOR_INTERVAL", "1h"),
 ];
 
 fn file_key(env: &str) -> String {
@@ -243,6 +249,8 @@ impl Config {
         let dead_letter_retention = dur("LEADLINE_DEAD_LETTER_RETENTION");
         let shutdown_grace = dur("LEADLINE_SHUTDOWN_GRACE");
         let worker_poll = dur("LEADLINE_WORKER_POLL");
+        let delivery_log_retention = dur("LEADLINE_DELIVERY_LOG_RETENTION");
+        let janitor_interval = dur("LEADLINE_JANITOR_INTERVAL");
         let mut num = |k: &str, min: u32, max: u32| -> u32 {
             let v = get(k);
             match v.trim().parse::<u32>() {
@@ -389,6 +397,8 @@ impl Config {
             log_format,
             shutdown_grace,
             worker_poll,
+            delivery_log_retention,
+            janitor_interval,
         })
     }
 

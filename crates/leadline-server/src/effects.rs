@@ -50,6 +50,7 @@ struct State_ {
     claim: Option<(String, String)>,
     cors_origin: Option<String>,
     outbox: Option<Arc<tokio::sync::Notify>>,
+    action: Option<String>,
     done: bool,
 }
 
@@ -83,6 +84,7 @@ impl Effects {
             claim: None,
             cors_origin: None,
             outbox: None,
+            action: None,
             done: false,
         })
     }
@@ -119,13 +121,21 @@ impl Effects {
         self.with(|s| s.details = details);
     }
 
+    /// Names the audit action when the route alone does not (maintenance actions).
+    pub fn set_action(&self, action: &str) {
+        self.with(|s| s.action = Some(action.to_owned()));
+    }
+
     /// Lets the browser read the response of a cross-origin lead capture.
     pub fn grant_cors(&self, origin: String) {
         self.with(|s| s.cors_origin = Some(origin));
     }
 
     fn entry(s: &State_, status: u16) -> AuditEntry {
-        let (action, resource_type) = action_for(&s.method, &s.route);
+        let (mut action, resource_type) = action_for(&s.method, &s.route);
+        if let Some(a) = &s.action {
+            action = a.clone();
+        }
         AuditEntry {
             id: AuditId::generate(),
             tenant_id: s.tenant_id.clone(),
@@ -247,6 +257,7 @@ pub fn action_for(method: &str, route: &str) -> (String, Option<&'static str>) {
             ("dead_letter.replay", "dead_letter")
         }
         ("GET", "/admin/dead-letters/{tenant_id}") => ("dead_letter.list", "dead_letter"),
+        ("POST", "/admin/maintenance") => ("maintenance.run", "maintenance"),
         ("CLI", r) => return (r.to_owned(), r.split('.').next().map(|_| "cli")),
         (m, r) => return (format!("{} {r}", m.to_ascii_lowercase()), None),
     };
@@ -369,6 +380,7 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
         claim: None,
         cors_origin: None,
         outbox: Some(state.outbox.clone()),
+        action: None,
         done: false,
     });
     let (mut parts, body) = req.into_parts();

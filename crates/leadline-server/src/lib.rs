@@ -11,6 +11,7 @@ pub mod events;
 pub mod extract;
 pub mod http;
 pub mod mail;
+pub mod maintenance;
 pub mod metrics;
 pub mod middleware;
 pub mod net;

@@ -932,6 +932,45 @@ macro_rules! common_queries {
             row.as_ref().map(dead_letter_from_row).transpose()
         }
 
+        /// Runs a cleanup `DELETE` with one timestamp parameter.
+        async fn delete_before(conn: &mut Conn, sql: &str, t: chrono::DateTime<chrono::Utc>) -> $crate::Result<u64> {
+            Ok(sqlx::query(sql).bind(t).execute(&mut *conn).await?.rows_affected())
+        }
+
+        async fn cleanup_deliveries_in(conn: &mut Conn, cutoff: chrono::DateTime<chrono::Utc>) -> $crate::Result<u64> {
+            let mut n = delete_before(&mut *conn, "DELETE FROM mail_logs WHERE created_at < $1 AND status <> 'queued'", cutoff).await?;
+            n += delete_before(
+                &mut *conn,
+                "DELETE FROM delivery_attempts WHERE at < $1 AND message_id IN \
+                 (SELECT id FROM outbox WHERE status IN ('delivered', 'cancelled'))",
+                cutoff,
+            )
+            .await?;
+            n += delete_before(&mut *conn, "DELETE FROM outbox WHERE created_at < $1 AND status IN ('delivered', 'cancelled')", cutoff).await?;
+            Ok(n)
+        }
+
+        async fn try_lease_in(
+            conn: &mut Conn,
+            name: &str,
+            holder: &str,
+            now: chrono::DateTime<chrono::Utc>,
+            until: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::Result<bool> {
+            let done = sqlx::query(
+                "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                 WHERE job_leases.until <= $4 OR job_leases.holder = excluded.holder",
+            )
+            .bind(name)
+            .bind(holder)
+            .bind(until)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
         async fn q_list_audit(pool: &sqlx::Pool<Db>, f: &AuditFilter, page: &PageRequest) -> $crate::Result<Vec<AuditEntry>> {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "SELECT id, tenant_id, at, actor_type, actor_id, action, resource_type, resource_id, request_id, ip, \

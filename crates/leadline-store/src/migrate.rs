@@ -25,6 +25,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "deliveries",
         sql: include_str!("../migrations/sqlite/0003_deliveries.sql"),
     },
+    Migration {
+        version: 4,
+        name: "maintenance",
+        sql: include_str!("../migrations/sqlite/0004_maintenance.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations.
@@ -43,6 +48,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 3,
         name: "deliveries",
         sql: include_str!("../migrations/postgres/0003_deliveries.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "maintenance",
+        sql: include_str!("../migrations/postgres/0004_maintenance.sql"),
     },
 ];
 

@@ -199,6 +199,39 @@ impl Store for PgStore {
         q_get_dead_letter(&self.pool, tenant, id).await
     }
 
+    async fn cleanup_idempotency(&self, now: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
+        let mut c = self.pool.acquire().await?;
+        delete_before(&mut c, "DELETE FROM idempotency_keys WHERE expires_at <= $1", now).await
+    }
+
+    async fn cleanup_audit(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
+        let mut c = self.pool.acquire().await?;
+        delete_before(&mut c, "DELETE FROM audit_logs WHERE at < $1", cutoff).await
+    }
+
+    async fn cleanup_dead_letters(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
+        let mut c = self.pool.acquire().await?;
+        delete_before(&mut c, "DELETE FROM dead_letters WHERE created_at < $1", cutoff).await
+    }
+
+    async fn cleanup_deliveries(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let n = cleanup_deliveries_in(&mut tx, cutoff).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now: chrono::DateTime<chrono::Utc>, until: chrono::DateTime<chrono::Utc>) -> crate::Result<bool> {
+        let mut c = self.pool.acquire().await?;
+        try_lease_in(&mut c, name, holder, now, until).await
+    }
+
+    async fn backup_to(&self, _path: &std::path::Path) -> crate::Result<()> {
+        Err(StoreError::Unsupported(
+            "PostgreSQL is backed up with its own tools: pg_dump for logical backups, or base backups with WAL archiving (pg_basebackup) for point-in-time recovery",
+        ))
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -163,10 +163,33 @@ pub async fn revoke_key(
     Ok(Json(ops::revoke_key(&fx, s.store.as_ref(), &id, &key_id).await?))
 }
 
+/// Run a maintenance action: `cleanup_expired_keys`, `cleanup_old_audit`,
+/// `cleanup_old_dead_letters`, `cleanup_old_deliveries` (optional `older_than_days`
+/// overrides the retention), or `backup_database` (SQLite; 501 on PostgreSQL).
+#[utoipa::path(post, path = "/admin/maintenance", tag = "admin", security(("admin_key" = [])),
+    request_body = crate::maintenance::MaintenanceRequest,
+    responses((status = 200, body = crate::maintenance::Outcome), (status = 422, body = Problem), (status = 501, body = Problem)))]
+pub async fn maintenance(
+    _: Admin,
+    fx: Effects,
+    State(s): State<AppState>,
+    AppJson(req): AppJson<crate::maintenance::MaintenanceRequest>,
+) -> ApiResult<Json<crate::maintenance::Outcome>> {
+    if crate::maintenance::ACTIONS.contains(&req.action.as_str()) {
+        fx.set_action(&format!("maintenance.{}", req.action));
+    }
+    let outcome = crate::maintenance::run(s.store.as_ref(), &s.config, &req, crate::clock::now()).await?;
+    fx.set_details(serde_json::json!({"action": outcome.action, "affected": outcome.affected}));
+    let out = outcome.clone();
+    fx.commit(s.store.as_ref(), leadline_core::change::ChangeSet::new(), StatusCode::OK, move |_| out).await?;
+    Ok(Json(outcome))
+}
+
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_tenant, list_tenants))
         .routes(routes!(get_tenant, patch_tenant))
         .routes(routes!(issue_key))
         .routes(routes!(revoke_key))
+        .routes(routes!(maintenance))
 }
