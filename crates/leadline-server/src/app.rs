@@ -159,7 +159,11 @@ impl Application {
             self.state.outbox.clone(),
         )
         .map_err(std::io::Error::other)?;
-        let janitor_task = tokio::spawn(crate::maintenance::janitor(self.state.store.clone(), self.state.config.clone(), stop_rx.clone()));
+        let janitor_task = tokio::spawn(crate::maintenance::janitor(
+            self.state.store.clone(),
+            self.state.config.clone(),
+            stop_rx.clone(),
+        ));
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx));
         let limits = self.state.rate_limits.clone();
         let janitor = tokio::spawn(async move {

@@ -150,7 +150,14 @@ async fn maintenance_cmd(config: &Config, req: crate::maintenance::MaintenanceRe
     let r = match r {
         Ok(outcome) => {
             fx.set_details(serde_json::json!({"action": outcome.action, "affected": outcome.affected}));
-            let _ = fx.commit(store.as_ref(), leadline_core::change::ChangeSet::new(), axum::http::StatusCode::OK, |_| ()).await;
+            let _ = fx
+                .commit(
+                    store.as_ref(),
+                    leadline_core::change::ChangeSet::new(),
+                    axum::http::StatusCode::OK,
+                    |_| (),
+                )
+                .await;
             println!("{}", serde_json::to_string_pretty(&outcome)?);
             Ok(())
         }
@@ -173,22 +180,46 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     crate::telemetry::init(config.log_format);
     match cli.command {
         Command::Openapi => Ok(()),
-        Command::Maintenance { action, older_than_days } => {
-            maintenance_cmd(&config, crate::maintenance::MaintenanceRequest { action, older_than_days }).await
+        Command::Maintenance {
+            action,
+            older_than_days,
+        } => {
+            maintenance_cmd(
+                &config,
+                crate::maintenance::MaintenanceRequest {
+                    action,
+                    older_than_days,
+                },
+            )
+            .await
         }
         Command::Backup => {
-            maintenance_cmd(&config, crate::maintenance::MaintenanceRequest { action: "backup_database".into(), older_than_days: None })
-                .await
+            maintenance_cmd(
+                &config,
+                crate::maintenance::MaintenanceRequest {
+                    action: "backup_database".into(),
+                    older_than_days: None,
+                },
+            )
+            .await
         }
         Command::Restore { file, force } => {
             use secrecy::ExposeSecret;
             let url = config.database_url.expose_secret();
             let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
-                return Err(CliError::Message("restore is for SQLite; restore PostgreSQL with pg_restore or from its base backups".into()));
+                return Err(CliError::Message(
+                    "restore is for SQLite; restore PostgreSQL with pg_restore or from its base backups".into(),
+                ));
             };
             let path = PathBuf::from(path.split('?').next().unwrap_or(path));
-            let version = crate::maintenance::restore(&file, &path, force).await.map_err(CliError::Message)?;
-            println!("restored {} into {} (schema version {version})", file.display(), path.display());
+            let version = crate::maintenance::restore(&file, &path, force)
+                .await
+                .map_err(CliError::Message)?;
+            println!(
+                "restored {} into {} (schema version {version})",
+                file.display(),
+                path.display()
+            );
             Ok(())
         }
         Command::CheckConfig => {

@@ -14,8 +14,13 @@ use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 
 /// The actions.
-pub const ACTIONS: &[&str] =
-    &["cleanup_expired_keys", "cleanup_old_audit", "cleanup_old_dead_letters", "cleanup_old_deliveries", "backup_database"];
+pub const ACTIONS: &[&str] = &[
+    "cleanup_expired_keys",
+    "cleanup_old_audit",
+    "cleanup_old_dead_letters",
+    "cleanup_old_deliveries",
+    "backup_database",
+];
 
 /// `POST /admin/maintenance` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -68,12 +73,23 @@ fn cutoff(now: DateTime<Utc>, retention: Duration, older_than_days: Option<u32>)
 }
 
 /// Runs one action at `now`.
-pub async fn run(store: &dyn Store, config: &Config, req: &MaintenanceRequest, now: DateTime<Utc>) -> ApiResult<Outcome> {
+pub async fn run(
+    store: &dyn Store,
+    config: &Config,
+    req: &MaintenanceRequest,
+    now: DateTime<Utc>,
+) -> ApiResult<Outcome> {
     let started = Instant::now();
     if req.older_than_days == Some(0) || req.older_than_days.is_some_and(|d| d > 36_500) {
         return Err(leadline_core::ValidationErrors::single("/older_than_days", "must be from 1 to 36500").into());
     }
-    let mut out = Outcome { action: req.action.clone(), affected: 0, cutoff: None, backup: None, duration_ms: 0 };
+    let mut out = Outcome {
+        action: req.action.clone(),
+        affected: 0,
+        cutoff: None,
+        backup: None,
+        duration_ms: 0,
+    };
     match req.action.as_str() {
         "cleanup_expired_keys" => out.affected = store.cleanup_idempotency(now).await?,
         "cleanup_old_audit" => {
@@ -119,7 +135,10 @@ pub async fn backup(store: &dyn Store, config: &Config, now: DateTime<Utc>) -> A
         path = dir.join(format!("leadline-{stamp}-{n}.db"));
         n += 1;
     }
-    let partial = dir.join(format!(".{}.partial", path.file_name().and_then(|f| f.to_str()).unwrap_or("backup")));
+    let partial = dir.join(format!(
+        ".{}.partial",
+        path.file_name().and_then(|f| f.to_str()).unwrap_or("backup")
+    ));
     let _ = tokio::fs::remove_file(&partial).await;
     match store.backup_to(&partial).await {
         Ok(()) => {}
@@ -134,7 +153,13 @@ pub async fn backup(store: &dyn Store, config: &Config, now: DateTime<Utc>) -> A
     let (size_bytes, sha256) = hash_file(&path).await?;
     let removed = prune(&dir, config.backup_keep).await;
     tracing::info!(path = %path.display(), size_bytes, "backup written");
-    Ok(Backup { path: path.display().to_string(), size_bytes, sha256, integrity: "ok".into(), removed })
+    Ok(Backup {
+        path: path.display().to_string(),
+        size_bytes,
+        sha256,
+        integrity: "ok".into(),
+        removed,
+    })
 }
 
 async fn hash_file(path: &Path) -> ApiResult<(u64, String)> {
@@ -162,14 +187,20 @@ async fn hash_file(path: &Path) -> ApiResult<(u64, String)> {
 
 /// Deletes all but the newest `keep` backups; returns the removed paths.
 async fn prune(dir: &Path, keep: u32) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut backups: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|f| f.to_str()).is_some_and(|f| f.starts_with("leadline-") && f.ends_with(".db")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.starts_with("leadline-") && f.ends_with(".db"))
+        })
         .collect();
-    // Names sort by time; the newest last.
-    backups.sort();
+    // Oldest first, by when they were written (two in one second share the stamp).
+    backups.sort_by_key(|p| (std::fs::metadata(p).and_then(|m| m.modified()).ok(), p.clone()));
     let excess = backups.len().saturating_sub(keep as usize);
     let mut removed = Vec::new();
     for p in backups.into_iter().take(excess) {
@@ -184,7 +215,9 @@ async fn prune(dir: &Path, keep: u32) -> Vec<String> {
 /// refuses to replace an existing database unless `force`, copies it beside the
 /// target and renames it into place, so the database is never half-written.
 pub async fn restore(file: &Path, target: &Path, force: bool) -> Result<i64, String> {
-    let version = leadline_store::sqlite::check_file(file).await.map_err(|e| format!("{}: {e}", file.display()))?;
+    let version = leadline_store::sqlite::check_file(file)
+        .await
+        .map_err(|e| format!("{}: {e}", file.display()))?;
     if target.exists() && !force {
         return Err(format!(
             "{} exists; stop the server and pass --force to replace it with {}",
@@ -192,11 +225,16 @@ pub async fn restore(file: &Path, target: &Path, force: bool) -> Result<i64, Str
             file.display()
         ));
     }
-    let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let tmp = dir.join(".leadline-restore.partial");
     std::fs::copy(file, &tmp).map_err(|e| format!("copy: {e}"))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| format!("sync: {e}"))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("sync: {e}"))?;
     // A write-ahead log left by the old database must not be applied to the new one.
     for suffix in ["-wal", "-shm"] {
         let mut side = target.as_os_str().to_owned();
@@ -212,7 +250,11 @@ pub async fn restore(file: &Path, target: &Path, force: bool) -> Result<i64, Str
 
 /// The janitor: runs the cleanups every interval and the backup daily, each under a
 /// lease so that one instance of several does it.
-pub async fn janitor(store: std::sync::Arc<dyn Store>, config: std::sync::Arc<Config>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn janitor(
+    store: std::sync::Arc<dyn Store>,
+    config: std::sync::Arc<Config>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let holder = format!("janitor-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
     let interval = config.janitor_interval;
     loop {
@@ -221,27 +263,45 @@ pub async fn janitor(store: std::sync::Arc<dyn Store>, config: std::sync::Arc<Co
             _ = stop.changed() => return,
         }
         let now = crate::clock::now();
-        let lease = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::hours(1)) - chrono::Duration::seconds(5);
+        let lease =
+            chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::hours(1)) - chrono::Duration::seconds(5);
         if matches!(store.try_lease("cleanup", &holder, now, now + lease).await, Ok(true)) {
-            for action in ["cleanup_expired_keys", "cleanup_old_audit", "cleanup_old_dead_letters", "cleanup_old_deliveries"] {
+            for action in [
+                "cleanup_expired_keys",
+                "cleanup_old_audit",
+                "cleanup_old_dead_letters",
+                "cleanup_old_deliveries",
+            ] {
                 janitor_run(store.as_ref(), &config, action, now).await;
             }
         }
         let day = chrono::Duration::hours(23);
-        if store.backend() == leadline_store::Backend::Sqlite && matches!(store.try_lease("backup", &holder, now, now + day).await, Ok(true)) {
+        if store.backend() == leadline_store::Backend::Sqlite
+            && matches!(store.try_lease("backup", &holder, now, now + day).await, Ok(true))
+        {
             janitor_run(store.as_ref(), &config, "backup_database", now).await;
         }
     }
 }
 
 async fn janitor_run(store: &dyn Store, config: &Config, action: &str, now: DateTime<Utc>) {
-    let req = MaintenanceRequest { action: action.to_owned(), older_than_days: None };
+    let req = MaintenanceRequest {
+        action: action.to_owned(),
+        older_than_days: None,
+    };
     match run(store, config, &req, now).await {
         Ok(outcome) => {
             tracing::info!(action, affected = outcome.affected, "janitor");
             let fx = crate::effects::Effects::system("janitor", &format!("maintenance.{action}"));
             fx.set_details(serde_json::json!({"affected": outcome.affected}));
-            let _ = fx.commit(store, leadline_core::change::ChangeSet::new(), axum::http::StatusCode::OK, |_| ()).await;
+            let _ = fx
+                .commit(
+                    store,
+                    leadline_core::change::ChangeSet::new(),
+                    axum::http::StatusCode::OK,
+                    |_| (),
+                )
+                .await;
         }
         Err(e) => tracing::error!(action, error = %e, "janitor action failed"),
     }

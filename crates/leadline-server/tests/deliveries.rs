@@ -28,22 +28,48 @@ async fn tenant_templates_override_by_locale(b: Backend) {
     let app = TestApp::spawn_with(b, &[("LEADLINE_SMTP_URL", &smtp.url())]).await;
     let t = app.tenant("Aegean Blue").await;
     let bad = json!({"templates": {"lead_acknowledgement": {"el": {"subject": "{% if %}", "text": "x", "html": "x"}}}});
-    let p = problem(app.with_key(Method::PATCH, "/v1/settings", &t.sk).json(&bad).send().await.expect("send"), 422).await;
+    let p = problem(
+        app.with_key(Method::PATCH, "/v1/settings", &t.sk)
+            .json(&bad)
+            .send()
+            .await
+            .expect("send"),
+        422,
+    )
+    .await;
     assert_eq!(p["errors"][0]["pointer"], "/templates/lead_acknowledgement/el");
     let good = json!({"templates": {"lead_acknowledgement": {"el": {
         "subject": "Efharisto {{ lead.name }}", "text": "Geia sas {{ lead.name }}", "html": "<p>Geia sas {{ lead.name }}</p>"}}}});
-    assert_eq!(app.with_key(Method::PATCH, "/v1/settings", &t.sk).json(&good).send().await.expect("send").status(), 200);
+    assert_eq!(
+        app.with_key(Method::PATCH, "/v1/settings", &t.sk)
+            .json(&good)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        200
+    );
     let mut greek = lead_body("eleni@example.com");
     greek["locale"] = json!("el-GR");
     greek["name"] = json!("Eleni");
     app.lead(&t, greek).await;
     app.lead(&t, lead_body("john@example.com")).await;
-    let got = eventually("two acknowledgements", || async { Some(smtp.received()).filter(|m| m.len() >= 2) }).await;
+    let got = eventually("two acknowledgements", || async {
+        Some(smtp.received()).filter(|m| m.len() >= 2)
+    })
+    .await;
     let el = got.iter().find(|m| m.to == ["eleni@example.com"]).expect("greek");
-    assert_eq!(header(&el.data, "Subject").as_deref(), Some("Efharisto Eleni"), "the tenant's template for the language of el-GR");
+    assert_eq!(
+        header(&el.data, "Subject").as_deref(),
+        Some("Efharisto Eleni"),
+        "the tenant's template for the language of el-GR"
+    );
     assert!(part(&el.data, "text/plain").is_some_and(|t| t.contains("Geia sas Eleni")));
     let en = got.iter().find(|m| m.to == ["john@example.com"]).expect("english");
-    assert!(header(&en.data, "Subject").is_some_and(|s| s.starts_with("We received your charter inquiry")), "the built-in template otherwise");
+    assert!(
+        header(&en.data, "Subject").is_some_and(|s| s.starts_with("We received your charter inquiry")),
+        "the built-in template otherwise"
+    );
 }
 
 const FAST_RETRIES: &[(&str, &str)] = &[

@@ -374,6 +374,15 @@ async fn every_mutating_route_is_audited_with_its_request_id(b: Backend) {
             "dead_letter.replay",
             404,
         ),
+        (
+            Method::POST,
+            "/admin/maintenance",
+            "/admin/maintenance".into(),
+            Some(json!({"action": "cleanup_expired_keys"})),
+            admin,
+            "maintenance.cleanup_expired_keys",
+            200,
+        ),
         // Failures are audited too.
         (
             Method::POST,

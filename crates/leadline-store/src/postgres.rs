@@ -221,7 +221,13 @@ impl Store for PgStore {
         Ok(n)
     }
 
-    async fn try_lease(&self, name: &str, holder: &str, now: chrono::DateTime<chrono::Utc>, until: chrono::DateTime<chrono::Utc>) -> crate::Result<bool> {
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Result<bool> {
         let mut c = self.pool.acquire().await?;
         try_lease_in(&mut c, name, holder, now, until).await
     }

@@ -32,9 +32,14 @@ pub async fn check_file(path: &std::path::Path) -> crate::Result<i64> {
     if !path.is_file() {
         return Err(StoreError::Config(format!("{} is not a file", path.display())));
     }
-    let opts = SqliteConnectOptions::new().filename(path).read_only(true).create_if_missing(false);
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .create_if_missing(false);
     let mut conn = SqliteConnection::connect_with(&opts).await?;
-    let verdict: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut conn).await?;
+    let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await?;
     if verdict != "ok" {
         return Err(StoreError::Corrupt(format!("integrity check: {verdict}")));
     }
@@ -253,31 +258,48 @@ impl Store for SqliteStore {
     }
 
     async fn cleanup_idempotency(&self, now: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(|c| Box::pin(async move { delete_before(c, "DELETE FROM idempotency_keys WHERE expires_at <= $1", now).await })).await
+        self.write(|c| {
+            Box::pin(async move { delete_before(c, "DELETE FROM idempotency_keys WHERE expires_at <= $1", now).await })
+        })
+        .await
     }
 
     async fn cleanup_audit(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(|c| Box::pin(async move { delete_before(c, "DELETE FROM audit_logs WHERE at < $1", cutoff).await })).await
+        self.write(|c| Box::pin(async move { delete_before(c, "DELETE FROM audit_logs WHERE at < $1", cutoff).await }))
+            .await
     }
 
     async fn cleanup_dead_letters(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(|c| Box::pin(async move { delete_before(c, "DELETE FROM dead_letters WHERE created_at < $1", cutoff).await })).await
+        self.write(|c| {
+            Box::pin(async move { delete_before(c, "DELETE FROM dead_letters WHERE created_at < $1", cutoff).await })
+        })
+        .await
     }
 
     async fn cleanup_deliveries(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(|c| Box::pin(async move { cleanup_deliveries_in(c, cutoff).await })).await
+        self.write(|c| Box::pin(async move { cleanup_deliveries_in(c, cutoff).await }))
+            .await
     }
 
-    async fn try_lease(&self, name: &str, holder: &str, now: chrono::DateTime<chrono::Utc>, until: chrono::DateTime<chrono::Utc>) -> crate::Result<bool> {
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Result<bool> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.write(|c| Box::pin(async move { try_lease_in(c, &name, &holder, now, until).await })).await
+        self.write(|c| Box::pin(async move { try_lease_in(c, &name, &holder, now, until).await }))
+            .await
     }
 
     async fn backup_to(&self, path: &std::path::Path) -> crate::Result<()> {
         // A connection of its own: VACUUM INTO reads one consistent snapshot while the
         // writer goes on (WAL), and writes a compact copy.
         let mut conn = SqliteConnection::connect_with(&self.backup_opts).await?;
-        let target = path.to_str().ok_or(StoreError::Config("the backup path is not UTF-8".into()))?;
+        let target = path
+            .to_str()
+            .ok_or(StoreError::Config("the backup path is not UTF-8".into()))?;
         sqlx::query("VACUUM INTO $1").bind(target).execute(&mut conn).await?;
         conn.close().await?;
         Ok(())

@@ -83,7 +83,9 @@ async fn cleanups_delete_exactly_what_is_past_retention(b: Backend) {
     use leadline_core::id::AuditId;
     let (_db, s) = open(b).await;
     let t = tenant("A");
-    s.commit(ChangeSet::one(Change::InsertTenant(t.clone()))).await.expect("insert");
+    s.commit(ChangeSet::one(Change::InsertTenant(t.clone())))
+        .await
+        .expect("insert");
     let now = now();
     let cutoff = now - Duration::days(365);
     // Audit: one a microsecond before the cutoff, one at it, one after.
@@ -103,23 +105,48 @@ async fn cleanups_delete_exactly_what_is_past_retention(b: Backend) {
         details: serde_json::json!({}),
     };
     let mut cs = ChangeSet::new();
-    for at in [cutoff - Duration::microseconds(1), cutoff, cutoff + Duration::seconds(1), now] {
+    for at in [
+        cutoff - Duration::microseconds(1),
+        cutoff,
+        cutoff + Duration::seconds(1),
+        now,
+    ] {
         cs.push(Change::InsertAudit(entry(at)));
     }
     s.commit(cs).await.expect("insert");
     assert_eq!(s.cleanup_audit(cutoff).await.expect("cleanup"), 1);
-    let left = s.list_audit(&AuditFilter { scope: AuditScope::All, action: None, since: None, until: None, resource_id: None }, &page(10)).await.expect("list");
+    let left = s
+        .list_audit(
+            &AuditFilter {
+                scope: AuditScope::All,
+                action: None,
+                since: None,
+                until: None,
+                resource_id: None,
+            },
+            &page(10),
+        )
+        .await
+        .expect("list");
     assert_eq!(left.len(), 3);
     assert!(left.iter().all(|e| e.at >= cutoff));
     assert_eq!(s.cleanup_audit(cutoff).await.expect("cleanup"), 0, "idempotent");
     // Idempotency records: expired at or before now go; later ones stay.
-    for (key, expires) in [("a", now - Duration::seconds(1)), ("b", now), ("c", now + Duration::seconds(1))] {
+    for (key, expires) in [
+        ("a", now - Duration::seconds(1)),
+        ("b", now),
+        ("c", now + Duration::seconds(1)),
+    ] {
         let mut c = claim(key, "f", now - Duration::hours(24));
         c.expires_at = expires;
         s.claim_idempotency(&c).await.expect("claim");
     }
     assert_eq!(s.cleanup_idempotency(now).await.expect("cleanup"), 2);
-    assert_eq!(s.claim_idempotency(&claim("c", "g", now)).await.expect("claim"), leadline_store::ClaimOutcome::Mismatch, "the live one stays");
+    assert_eq!(
+        s.claim_idempotency(&claim("c", "g", now)).await.expect("claim"),
+        leadline_store::ClaimOutcome::Mismatch,
+        "the live one stays"
+    );
     assert_eq!(s.cleanup_dead_letters(now).await.expect("cleanup"), 0);
     assert_eq!(s.cleanup_deliveries(now).await.expect("cleanup"), 0);
 }
@@ -129,10 +156,28 @@ async fn job_leases_have_one_holder(b: Backend) {
     let t0 = now();
     let until = t0 + Duration::minutes(55);
     assert!(s.try_lease("cleanup", "a", t0, until).await.expect("lease"));
-    assert!(!s.try_lease("cleanup", "b", t0 + Duration::minutes(1), until).await.expect("lease"), "held by a");
-    assert!(s.try_lease("cleanup", "a", t0 + Duration::minutes(1), until).await.expect("lease"), "a renews");
-    assert!(s.try_lease("backup", "b", t0, until).await.expect("lease"), "another job is separate");
-    assert!(s.try_lease("cleanup", "b", until, until + Duration::minutes(55)).await.expect("lease"), "free after it expires");
+    assert!(
+        !s.try_lease("cleanup", "b", t0 + Duration::minutes(1), until)
+            .await
+            .expect("lease"),
+        "held by a"
+    );
+    assert!(
+        s.try_lease("cleanup", "a", t0 + Duration::minutes(1), until)
+            .await
+            .expect("lease"),
+        "a renews"
+    );
+    assert!(
+        s.try_lease("backup", "b", t0, until).await.expect("lease"),
+        "another job is separate"
+    );
+    assert!(
+        s.try_lease("cleanup", "b", until, until + Duration::minutes(55))
+            .await
+            .expect("lease"),
+        "free after it expires"
+    );
 }
 
 fn claim(key: &str, fingerprint: &str, now: chrono::DateTime<Utc>) -> leadline_store::IdempotencyClaim {

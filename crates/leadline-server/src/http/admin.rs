@@ -181,7 +181,13 @@ pub async fn maintenance(
     let outcome = crate::maintenance::run(s.store.as_ref(), &s.config, &req, crate::clock::now()).await?;
     fx.set_details(serde_json::json!({"action": outcome.action, "affected": outcome.affected}));
     let out = outcome.clone();
-    fx.commit(s.store.as_ref(), leadline_core::change::ChangeSet::new(), StatusCode::OK, move |_| out).await?;
+    fx.commit(
+        s.store.as_ref(),
+        leadline_core::change::ChangeSet::new(),
+        StatusCode::OK,
+        move |_| out,
+    )
+    .await?;
     Ok(Json(outcome))
 }
 
