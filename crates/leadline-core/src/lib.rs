@@ -13,11 +13,13 @@ pub mod lead;
 pub mod money;
 pub mod page;
 pub mod percent;
+pub mod pricing;
 pub mod redact;
 pub mod retry;
 pub mod tenant;
 pub mod text;
 pub mod validation;
 pub mod webhook;
+pub mod yacht;
 
 pub use validation::{FieldError, ValidationErrors};
