@@ -53,6 +53,18 @@ pub enum Change {
     InsertAudit(AuditEntry),
     /// Completes a claimed idempotency record with the response of its request.
     CompleteIdempotency(IdempotentResponse),
+    /// A new yacht.
+    InsertYacht(crate::yacht::Yacht),
+    /// A yacht's new state; applies only if the stored version is `version - 1`.
+    UpdateYacht(crate::yacht::Yacht),
+    /// A new quote.
+    InsertQuote(crate::quote::Quote),
+    /// A quote's new state; applies only if the stored version is `version - 1`.
+    UpdateQuote(crate::quote::Quote),
+    /// A booking; refused (a conflict) when the yacht is booked on any of its
+    /// nights, decided under a lock on the yacht so that of concurrent bookings
+    /// exactly one wins.
+    InsertBooking(crate::quote::Booking),
     /// A message to deliver (email or webhook).
     InsertOutbox(OutboxMessage),
     /// The delivery log of an email (with its outbox message).

@@ -101,6 +101,20 @@ prefixed_id!(
     /// A webhook endpoint.
     WebhookEndpointId, "whep");
 
+prefixed_id!(
+    /// A quote.
+    QuoteId, "quote");
+prefixed_id!(
+    /// A booking.
+    BookingId, "bkg");
+
+impl TenantId {
+    /// A placeholder filled in by the store after reading a document.
+    pub fn unset() -> Self {
+        Self(String::new())
+    }
+}
+
 /// Monotonic ULIDs: within one millisecond the random part is incremented, so ids
 /// made by one process never go backwards.
 fn next_ulid() -> String {

@@ -14,6 +14,7 @@ pub mod money;
 pub mod page;
 pub mod percent;
 pub mod pricing;
+pub mod quote;
 pub mod redact;
 pub mod retry;
 pub mod tenant;

@@ -73,6 +73,21 @@ pub struct Money {
 }
 
 impl Money {
+    /// For people: `12,467.00 EUR` (two decimals, thousands separated).
+    pub fn display(&self) -> String {
+        let sign = if self.amount < 0 { "-" } else { "" };
+        let abs = self.amount.unsigned_abs();
+        let whole = (abs / 100).to_string();
+        let mut grouped = String::new();
+        for (i, c) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i).is_multiple_of(3) {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        format!("{sign}{grouped}.{:02} {}", abs % 100, self.currency)
+    }
+
     /// Checks that the amount is positive.
     pub fn positive(self) -> Result<Self, String> {
         if self.amount > 0 {

@@ -29,7 +29,10 @@ pub fn round_half_even(num: i128, den: i128) -> i128 {
 
 /// `amount × percent`, rounded half to even.
 pub fn percent_of(amount: i64, p: Percent) -> i64 {
-    clamp(round_half_even(i128::from(amount) * i128::from(p.basis_points()), 10_000))
+    clamp(round_half_even(
+        i128::from(amount) * i128::from(p.basis_points()),
+        10_000,
+    ))
 }
 
 fn clamp(v: i128) -> i64 {
@@ -83,7 +86,14 @@ pub struct Line {
 
 impl Line {
     fn new(kind: LineKind, label: impl Into<String>, amount: i64) -> Self {
-        Self { kind, label: label.into(), amount, quantity: None, unit_price: None, code: None }
+        Self {
+            kind,
+            label: label.into(),
+            amount,
+            quantity: None,
+            unit_price: None,
+            code: None,
+        }
     }
 }
 
@@ -151,13 +161,25 @@ pub fn price(r: &PriceRequest<'_>) -> Result<Priced, ValidationErrors> {
     }
     let nights = u32::try_from(nights_i).unwrap_or(u32::MAX);
     if nights < y.min_nights {
-        e.add("/charter_to", format!("the charter has {nights} nights; this yacht takes at least {}", y.min_nights));
+        e.add(
+            "/charter_to",
+            format!(
+                "the charter has {nights} nights; this yacht takes at least {}",
+                y.min_nights
+            ),
+        );
     }
     if nights > 366 {
-        return Err(ValidationErrors::single("/charter_to", "a charter lasts at most a year"));
+        return Err(ValidationErrors::single(
+            "/charter_to",
+            "a charter lasts at most a year",
+        ));
     }
     if r.guests == 0 || r.guests > y.max_guests {
-        e.add("/guests", format!("must be from 1 to {} (the yacht's capacity)", y.max_guests));
+        e.add(
+            "/guests",
+            format!("must be from 1 to {} (the yacht's capacity)", y.max_guests),
+        );
     }
     // Charter fee: each night at its season's weekly rate / 7, summed exactly and
     // rounded once, so splitting a season anywhere never changes the fee.
@@ -186,9 +208,18 @@ pub fn price(r: &PriceRequest<'_>) -> Result<Priced, ValidationErrors> {
         .map(|(b, n)| i128::from(b.weekly_rate.amount) * i128::from(*n))
         .sum();
     let fee = clamp(round_half_even(weighted, 7));
-    let seasons: Vec<String> =
-        y.rates.iter().zip(&per_band).filter(|(_, n)| **n > 0).map(|(b, n)| format!("{n} × {}", b.season)).collect();
-    let mut lines = vec![Line::new(LineKind::CharterFee, format!("Charter fee, {nights} nights ({})", seasons.join(", ")), fee)];
+    let seasons: Vec<String> = y
+        .rates
+        .iter()
+        .zip(&per_band)
+        .filter(|(_, n)| **n > 0)
+        .map(|(b, n)| format!("{n} × {}", b.season))
+        .collect();
+    let mut lines = vec![Line::new(
+        LineKind::CharterFee,
+        format!("Charter fee, {nights} nights ({})", seasons.join(", ")),
+        fee,
+    )];
 
     // Discounts, in order, each on what is left; the combined one capped.
     let cap = percent_of(fee, r.discount_cap);
@@ -211,7 +242,11 @@ pub fn price(r: &PriceRequest<'_>) -> Result<Priced, ValidationErrors> {
             }
         };
         let amount = want.min(cap - given).max(0);
-        let label = if amount < want { format!("{} (capped)", dsc.label.trim()) } else { dsc.label.trim().to_owned() };
+        let label = if amount < want {
+            format!("{} (capped)", dsc.label.trim())
+        } else {
+            dsc.label.trim().to_owned()
+        };
         given += amount;
         lines.push(Line::new(LineKind::Discount, label, -amount));
     }
@@ -221,7 +256,10 @@ pub fn price(r: &PriceRequest<'_>) -> Result<Priced, ValidationErrors> {
     for (i, code) in r.extras.iter().enumerate() {
         if !y.extras.iter().any(|x| &x.code == code) {
             let known: Vec<&str> = y.extras.iter().map(|x| x.code.as_str()).collect();
-            e.add(format!("/extras/{i}"), format!("the yacht has no extra {code:?}; it has: {}", known.join(", ")));
+            e.add(
+                format!("/extras/{i}"),
+                format!("the yacht has no extra {code:?}; it has: {}", known.join(", ")),
+            );
         }
     }
     let mut taxable_extras = 0i64;
@@ -273,7 +311,11 @@ pub fn price(r: &PriceRequest<'_>) -> Result<Priced, ValidationErrors> {
     }
     let apa = if r.crewed { percent_of(discounted, r.apa) } else { 0 };
     if r.crewed && r.apa.basis_points() > 0 {
-        lines.push(Line::new(LineKind::Apa, format!("APA {}% (advance provisioning allowance)", r.apa), apa));
+        lines.push(Line::new(
+            LineKind::Apa,
+            format!("APA {}% (advance provisioning allowance)", r.apa),
+            apa,
+        ));
     }
     let total: i64 = lines.iter().map(|l| l.amount).sum();
 
@@ -289,17 +331,32 @@ pub fn price(r: &PriceRequest<'_>) -> Result<Priced, ValidationErrors> {
         }
         .max(r.today);
         let last = i + 1 == r.schedule.len();
-        let mut amount = if last { base - paid } else { percent_of(base, inst.percent) };
+        let mut amount = if last {
+            base - paid
+        } else {
+            percent_of(base, inst.percent)
+        };
         paid += amount;
         if last {
             amount += apa;
         }
         match payments.last_mut() {
             Some(p) if p.due_date == due => p.amount.amount += amount,
-            _ => payments.push(Payment { due_date: due, amount: Money { amount, currency: cur } }),
+            _ => payments.push(Payment {
+                due_date: due,
+                amount: Money { amount, currency: cur },
+            }),
         }
     }
-    Ok(Priced { lines, total: Money { amount: total, currency: cur }, payment_schedule: payments, payable_at_base: at_base })
+    Ok(Priced {
+        lines,
+        total: Money {
+            amount: total,
+            currency: cur,
+        },
+        payment_schedule: payments,
+        payable_at_base: at_base,
+    })
 }
 
 #[cfg(test)]
@@ -317,7 +374,10 @@ mod tests {
     }
 
     fn eur(amount: i64) -> Money {
-        Money { amount, currency: Currency::EUR }
+        Money {
+            amount,
+            currency: Currency::EUR,
+        }
     }
 
     fn pct(s: &str) -> Percent {
@@ -349,11 +409,32 @@ mod tests {
     }
 
     fn band(season: &str, from: &str, to: &str, weekly: i64) -> RateBand {
-        RateBand { season: season.into(), from: d(from), to: d(to), weekly_rate: eur(weekly) }
+        RateBand {
+            season: season.into(),
+            from: d(from),
+            to: d(to),
+            weekly_rate: eur(weekly),
+        }
     }
 
-    fn extra(code: &str, name: &str, price: i64, unit: ExtraUnit, mandatory: bool, paid: ExtraPaid, taxable: bool) -> Extra {
-        Extra { code: code.into(), name: name.into(), price: eur(price), unit, mandatory, paid, taxable }
+    fn extra(
+        code: &str,
+        name: &str,
+        price: i64,
+        unit: ExtraUnit,
+        mandatory: bool,
+        paid: ExtraPaid,
+        taxable: bool,
+    ) -> Extra {
+        Extra {
+            code: code.into(),
+            name: name.into(),
+            price: eur(price),
+            unit,
+            mandatory,
+            paid,
+            taxable,
+        }
     }
 
     fn schedule() -> Vec<Instalment> {
@@ -369,7 +450,15 @@ mod tests {
     fn example_one_week_in_one_season() {
         let y = yacht(
             vec![band("high", "2027-07-01", "2027-08-31", 840_000)],
-            vec![extra("transit_log", "Transit log", 15_000, ExtraUnit::PerCharter, true, ExtraPaid::WithBooking, false)],
+            vec![extra(
+                "transit_log",
+                "Transit log",
+                15_000,
+                ExtraUnit::PerCharter,
+                true,
+                ExtraPaid::WithBooking,
+                false,
+            )],
         );
         let s = schedule();
         let p = price(&PriceRequest {
@@ -392,7 +481,16 @@ mod tests {
         assert_eq!(p.total, eur(964_200));
         assert_eq!(
             p.payment_schedule,
-            [Payment { due_date: d("2027-01-15"), amount: eur(482_100) }, Payment { due_date: d("2027-06-10"), amount: eur(482_100) }]
+            [
+                Payment {
+                    due_date: d("2027-01-15"),
+                    amount: eur(482_100)
+                },
+                Payment {
+                    due_date: d("2027-06-10"),
+                    amount: eur(482_100)
+                }
+            ]
         );
     }
 
@@ -400,19 +498,62 @@ mod tests {
     #[test]
     fn example_ten_nights_two_seasons_discounts_and_extras() {
         let y = yacht(
-            vec![band("mid", "2027-06-01", "2027-06-30", 630_000), band("high", "2027-07-01", "2027-08-31", 840_000)],
             vec![
-                extra("transit_log", "Transit log", 15_000, ExtraUnit::PerCharter, true, ExtraPaid::WithBooking, false),
-                extra("skipper", "Skipper", 18_000, ExtraUnit::PerDay, false, ExtraPaid::WithBooking, true),
-                extra("linen", "Linen and towels", 2_500, ExtraUnit::PerPerson, false, ExtraPaid::WithBooking, true),
-                extra("outboard", "Outboard engine", 10_000, ExtraUnit::PerWeek, false, ExtraPaid::AtBase, false),
+                band("mid", "2027-06-01", "2027-06-30", 630_000),
+                band("high", "2027-07-01", "2027-08-31", 840_000),
+            ],
+            vec![
+                extra(
+                    "transit_log",
+                    "Transit log",
+                    15_000,
+                    ExtraUnit::PerCharter,
+                    true,
+                    ExtraPaid::WithBooking,
+                    false,
+                ),
+                extra(
+                    "skipper",
+                    "Skipper",
+                    18_000,
+                    ExtraUnit::PerDay,
+                    false,
+                    ExtraPaid::WithBooking,
+                    true,
+                ),
+                extra(
+                    "linen",
+                    "Linen and towels",
+                    2_500,
+                    ExtraUnit::PerPerson,
+                    false,
+                    ExtraPaid::WithBooking,
+                    true,
+                ),
+                extra(
+                    "outboard",
+                    "Outboard engine",
+                    10_000,
+                    ExtraUnit::PerWeek,
+                    false,
+                    ExtraPaid::AtBase,
+                    false,
+                ),
             ],
         );
         let s = schedule();
         let chosen = vec!["skipper".to_owned(), "linen".to_owned(), "outboard".to_owned()];
         let discounts = vec![
-            DiscountInput { label: "Early booking".into(), percent: Some(pct("10")), amount: None },
-            DiscountInput { label: "Returning client".into(), percent: None, amount: Some(50_000) },
+            DiscountInput {
+                label: "Early booking".into(),
+                percent: Some(pct("10")),
+                amount: None,
+            },
+            DiscountInput {
+                label: "Returning client".into(),
+                percent: None,
+                amount: Some(50_000),
+            },
         ];
         let p = price(&PriceRequest {
             yacht: &y,
@@ -431,13 +572,25 @@ mod tests {
         })
         .expect("priced");
         assert_eq!(p.lines[0].label, "Charter fee, 10 nights (5 × mid, 5 × high)");
-        assert_eq!(amounts(&p), [1_050_000, -105_000, -50_000, 15_000, 180_000, 15_000, 141_700]);
+        assert_eq!(
+            amounts(&p),
+            [1_050_000, -105_000, -50_000, 15_000, 180_000, 15_000, 141_700]
+        );
         assert_eq!(p.total, eur(1_246_700));
         assert_eq!(p.payable_at_base.len(), 1);
         assert_eq!(p.payable_at_base[0].amount, 20_000);
         assert_eq!(
             p.payment_schedule,
-            [Payment { due_date: d("2027-01-15"), amount: eur(623_350) }, Payment { due_date: d("2027-05-27"), amount: eur(623_350) }]
+            [
+                Payment {
+                    due_date: d("2027-01-15"),
+                    amount: eur(623_350)
+                },
+                Payment {
+                    due_date: d("2027-05-27"),
+                    amount: eur(623_350)
+                }
+            ]
         );
     }
 
@@ -466,7 +619,13 @@ mod tests {
         assert_eq!(amounts(&p), [2_100_000, 109_200, 630_000]);
         assert_eq!(p.total, eur(2_839_200));
         // Embarkation in 20 days: everything at booking, APA included.
-        assert_eq!(p.payment_schedule, [Payment { due_date: d("2027-06-20"), amount: eur(2_839_200) }]);
+        assert_eq!(
+            p.payment_schedule,
+            [Payment {
+                due_date: d("2027-06-20"),
+                amount: eur(2_839_200)
+            }]
+        );
     }
 
     #[test]
@@ -503,7 +662,10 @@ mod tests {
         assert_eq!(round_half_even(11, 3), 4);
     }
 
-    fn arb_request() -> impl Strategy<Value = (i64, i64, u32, u32, u32, u32, Vec<(bool, u32)>, u32, u32, bool)> {
+    /// (rate 1, rate 2, start offset, nights, guests, cap, discounts, vat, apa, crewed)
+    type Arb = (i64, i64, u32, u32, u32, u32, Vec<(bool, u32)>, u32, u32, bool);
+
+    fn arb_request() -> impl Strategy<Value = Arb> {
         (
             10_000i64..5_000_000,
             10_000i64..5_000_000,

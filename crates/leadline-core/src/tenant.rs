@@ -108,6 +108,13 @@ pub struct Settings {
     pub payment_schedule: Vec<Instalment>,
     /// Email template overrides.
     pub templates: Templates,
+    /// Largest combined discount of a quote, as a share of its charter fee.
+    #[serde(default = "default_discount_cap")]
+    pub discount_cap_percent: Percent,
+}
+
+fn default_discount_cap() -> Percent {
+    Percent::const_bp(2500)
 }
 
 impl Settings {
@@ -137,6 +144,7 @@ impl Settings {
                 },
             ],
             templates: Templates::new(),
+            discount_cap_percent: default_discount_cap(),
         }
     }
 }
@@ -183,6 +191,8 @@ pub struct SettingsPatch {
     pub payment_schedule: Option<Vec<Instalment>>,
     /// Template overrides, kind → locale → template; replaces the stored map.
     pub templates: Option<Templates>,
+    /// Largest combined discount of a quote, decimal string.
+    pub discount_cap_percent: Option<String>,
 }
 
 impl SettingsPatch {
@@ -249,6 +259,11 @@ impl SettingsPatch {
             && let Some(v) = e.check(&p("apa_percent"), Percent::parse(&v))
         {
             s.apa_percent = v;
+        }
+        if let Some(v) = self.discount_cap_percent
+            && let Some(v) = e.check(&p("discount_cap_percent"), Percent::parse(&v))
+        {
+            s.discount_cap_percent = v;
         }
         if let Some(v) = self.quote_validity_days {
             if (1..=365).contains(&v) {

@@ -72,12 +72,13 @@ pub struct Extra {
 }
 
 /// A yacht.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Yacht {
     /// `yacht_` id.
     pub id: YachtId,
     /// Owner.
-    #[serde(skip)]
+    #[serde(skip_serializing, default = "TenantId::unset")]
+    #[schema(ignore)]
     pub tenant_id: TenantId,
     #[allow(missing_docs)]
     pub name: String,
@@ -113,7 +114,8 @@ pub struct Yacht {
     #[allow(missing_docs)]
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency counter.
-    #[serde(skip)]
+    #[serde(skip_serializing, default)]
+    #[schema(ignore)]
     pub version: i64,
 }
 
@@ -152,7 +154,13 @@ pub struct YachtInput {
 
 impl YachtInput {
     /// Applies the input on `base` (a new yacht when `None`) and validates the whole.
-    pub fn apply(self, base: Option<&Yacht>, tenant: &TenantId, default_currency: Currency, now: DateTime<Utc>) -> Result<Yacht, ValidationErrors> {
+    pub fn apply(
+        self,
+        base: Option<&Yacht>,
+        tenant: &TenantId,
+        default_currency: Currency,
+        now: DateTime<Utc>,
+    ) -> Result<Yacht, ValidationErrors> {
         let mut e = ValidationErrors::new();
         let mut y = match base {
             Some(b) => b.clone(),
@@ -189,10 +197,10 @@ impl YachtInput {
                 }
             }
         };
-        if let Some(n) = self.name {
-            if let Some(n) = e.check("/name", clean_text(&n, 200, false)) {
-                y.name = n;
-            }
+        if let Some(n) = self.name
+            && let Some(n) = e.check("/name", clean_text(&n, 200, false))
+        {
+            y.name = n;
         }
         if let Some(t) = self.yacht_type {
             y.yacht_type = t;
@@ -240,10 +248,13 @@ impl YachtInput {
             y.extras = x;
         }
         // The whole, whatever changed.
-        if let Some(d) = &y.security_deposit {
-            if d.amount < 0 || d.currency != y.currency {
-                e.add("/security_deposit", "must be a non-negative amount in the yacht's currency");
-            }
+        if let Some(d) = &y.security_deposit
+            && (d.amount < 0 || d.currency != y.currency)
+        {
+            e.add(
+                "/security_deposit",
+                "must be a non-negative amount in the yacht's currency",
+            );
         }
         if y.rates.len() > 100 {
             e.add("/rates", "at most 100 rate bands");
@@ -257,11 +268,17 @@ impl YachtInput {
                 e.add(format!("{p}/to"), "must not be before `from`");
             }
             if b.weekly_rate.amount <= 0 || b.weekly_rate.currency != y.currency {
-                e.add(format!("{p}/weekly_rate"), format!("must be a positive amount in {}", y.currency));
+                e.add(
+                    format!("{p}/weekly_rate"),
+                    format!("must be a positive amount in {}", y.currency),
+                );
             }
             for (j, o) in y.rates.iter().enumerate().skip(i + 1) {
                 if b.from <= o.to && o.from <= b.to {
-                    e.add(format!("{p}"), format!("overlaps rate band {j} ({} to {})", o.from, o.to));
+                    e.add(
+                        p.to_string(),
+                        format!("overlaps rate band {j} ({} to {})", o.from, o.to),
+                    );
                 }
             }
         }
@@ -270,7 +287,10 @@ impl YachtInput {
         }
         for (i, x) in y.extras.iter().enumerate() {
             let p = format!("/extras/{i}");
-            let code_ok = (1..=50).contains(&x.code.len()) && x.code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let code_ok = (1..=50).contains(&x.code.len())
+                && x.code
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !code_ok {
                 e.add(format!("{p}/code"), "must be 1 to 50 of a-z, 0-9, _ and -");
             }
@@ -281,7 +301,10 @@ impl YachtInput {
                 e.add(format!("{p}/name"), "must be 1 to 200 characters");
             }
             if x.price.amount < 0 || x.price.currency != y.currency {
-                e.add(format!("{p}/price"), format!("must be a non-negative amount in {}", y.currency));
+                e.add(
+                    format!("{p}/price"),
+                    format!("must be a non-negative amount in {}", y.currency),
+                );
             }
         }
         y.updated_at = now;

@@ -57,6 +57,7 @@ pub async fn seed(store: &dyn Store) -> ApiResult<Demo> {
         },
     };
     let c = ops::create_tenant(&Effects::system("demo", "tenant.create"), store, req).await?;
+    seed_fleet(store, &c.tenant).await?;
     Ok(Demo {
         tenant_id: c.tenant.id.to_string(),
         name: c.tenant.name,
@@ -88,4 +89,53 @@ pub fn banner(d: &Demo, base: &str, admin_key_source: &str) -> String {
         sk = d.secret_key,
         pk = d.publishable_key,
     )
+}
+
+/// Two yachts with seasons for this year and the next, and a few extras.
+async fn seed_fleet(store: &dyn Store, tenant: &leadline_core::tenant::Tenant) -> ApiResult<()> {
+    use leadline_core::change::{Change, ChangeSet};
+    use leadline_core::yacht::YachtInput;
+    let year = chrono::Datelike::year(&chrono::Utc::now().date_naive());
+    let seasons = |low: i64, high: i64| {
+        let mut out = Vec::new();
+        for y in [year, year + 1] {
+            for (season, from, to, rate) in [
+                ("low", "01-01", "05-31", low),
+                ("high", "06-01", "09-30", high),
+                ("low", "10-01", "12-31", low),
+            ] {
+                out.push(
+                    serde_json::json!({"season": season, "from": format!("{y}-{from}"), "to": format!("{y}-{to}"),
+                    "weekly_rate": {"amount": rate, "currency": "EUR"}}),
+                );
+            }
+        }
+        out
+    };
+    let yachts = [
+        serde_json::json!({
+            "name": "Thalassa", "type": "catamaran", "length_m": 12.8, "cabins": 4, "max_guests": 10, "home_port": "Lavrion",
+            "charter_types": ["bareboat", "skippered"], "currency": "EUR", "min_nights": 3,
+            "security_deposit": {"amount": 300000, "currency": "EUR"}, "rates": seasons(480000, 840000),
+            "extras": [
+                {"code": "transit_log", "name": "Transit log", "price": {"amount": 15000, "currency": "EUR"}, "unit": "per_charter", "mandatory": true, "paid": "with_booking"},
+                {"code": "skipper", "name": "Skipper", "price": {"amount": 18000, "currency": "EUR"}, "unit": "per_day", "paid": "with_booking", "taxable": true},
+                {"code": "linen", "name": "Linen and towels", "price": {"amount": 2500, "currency": "EUR"}, "unit": "per_person", "paid": "with_booking", "taxable": true},
+                {"code": "outboard", "name": "Outboard engine", "price": {"amount": 10000, "currency": "EUR"}, "unit": "per_week", "paid": "at_base"}
+            ]
+        }),
+        serde_json::json!({
+            "name": "Meltemi", "type": "gulet", "length_m": 24.5, "cabins": 6, "max_guests": 12, "home_port": "Bodrum",
+            "charter_types": ["crewed"], "currency": "EUR", "min_nights": 7, "apa_percent": "30", "rates": seasons(1400000, 2100000),
+            "extras": []
+        }),
+    ];
+    let mut cs = ChangeSet::new();
+    for y in yachts {
+        let input: YachtInput = serde_json::from_value(y).map_err(ApiError::internal)?;
+        let yacht = input.apply(None, &tenant.id, tenant.settings.currency, crate::clock::now())?;
+        cs.push(Change::InsertYacht(yacht));
+    }
+    store.commit(cs).await?;
+    Ok(())
 }

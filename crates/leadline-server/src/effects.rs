@@ -258,6 +258,14 @@ pub fn action_for(method: &str, route: &str) -> (String, Option<&'static str>) {
         }
         ("GET", "/admin/dead-letters/{tenant_id}") => ("dead_letter.list", "dead_letter"),
         ("POST", "/admin/maintenance") => ("maintenance.run", "maintenance"),
+        ("POST", "/v1/yachts") => ("yacht.create", "yacht"),
+        ("PATCH", "/v1/yachts/{id}") => ("yacht.update", "yacht"),
+        ("DELETE", "/v1/yachts/{id}") => ("yacht.archive", "yacht"),
+        ("POST", "/v1/quotes") => ("quote.create", "quote"),
+        ("POST", "/v1/quotes/{id}/send") => ("quote.send", "quote"),
+        ("POST", "/v1/quotes/{id}/cancel") => ("quote.cancel", "quote"),
+        ("POST", "/q/{token}/accept") => ("quote.accept", "quote"),
+        ("POST", "/q/{token}/decline") => ("quote.decline", "quote"),
         ("CLI", r) => return (r.to_owned(), r.split('.').next().map(|_| "cli")),
         (m, r) => return (format!("{} {r}", m.to_ascii_lowercase()), None),
     };
@@ -343,7 +351,8 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let api = path.starts_with("/v1/") || path.starts_with("/admin/");
-    let auditable = api && (is_mutating(&method) || path.starts_with("/admin/"));
+    let auditable = (api && (is_mutating(&method) || path.starts_with("/admin/")))
+        || (path.starts_with("/q/") && method == Method::POST);
     let ip = crate::net::client_ip(&req, &state.config.trusted_proxies).map(|i| i.to_string());
     let user_agent = req
         .headers()

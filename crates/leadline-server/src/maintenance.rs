@@ -20,6 +20,7 @@ pub const ACTIONS: &[&str] = &[
     "cleanup_old_dead_letters",
     "cleanup_old_deliveries",
     "backup_database",
+    "expire_quotes",
 ];
 
 /// `POST /admin/maintenance` body.
@@ -107,6 +108,7 @@ pub async fn run(
             out.affected = store.cleanup_deliveries(c).await?;
             out.cutoff = Some(c);
         }
+        "expire_quotes" => out.affected = expire_quotes(store, now).await?,
         "backup_database" => {
             out.backup = Some(backup(store, config, now).await?);
             out.affected = 1;
@@ -121,6 +123,52 @@ pub async fn run(
     }
     out.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(out)
+}
+
+/// Marks sent quotes whose validity has passed `expired` and tells subscribed
+/// endpoints (`quote.expired`). Returns how many.
+pub async fn expire_quotes(store: &dyn Store, now: DateTime<Utc>) -> ApiResult<u64> {
+    use leadline_core::change::{Change, ChangeSet};
+    use leadline_core::quote::{Quote, QuoteStatus};
+    let mut n = 0;
+    loop {
+        let batch = store.stale_quotes(now, 100).await?;
+        if batch.is_empty() {
+            return Ok(n);
+        }
+        let mut progressed = false;
+        for q in batch {
+            let next = Quote {
+                status: QuoteStatus::Expired,
+                updated_at: now,
+                version: q.version + 1,
+                ..q
+            };
+            let endpoints = store.list_endpoints(&next.tenant_id).await?;
+            let mut cs = ChangeSet::one(Change::UpdateQuote(next.clone()));
+            let data = serde_json::to_value(&next).unwrap_or_default();
+            cs.changes.extend(crate::events::webhook(
+                &next.tenant_id,
+                Some(&next.lead_id),
+                &endpoints,
+                "quote.expired",
+                data,
+                now,
+            ));
+            match store.commit(cs).await {
+                Ok(_) => {
+                    n += 1;
+                    progressed = true;
+                }
+                // Answered or changed meanwhile: not stale any more.
+                Err(StoreError::Stale) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !progressed {
+            return Ok(n);
+        }
+    }
 }
 
 /// Writes a checked backup to `<data_dir>/backups/leadline-<UTC time>.db` and keeps
@@ -271,6 +319,7 @@ pub async fn janitor(
                 "cleanup_old_audit",
                 "cleanup_old_dead_letters",
                 "cleanup_old_deliveries",
+                "expire_quotes",
             ] {
                 janitor_run(store.as_ref(), &config, action, now).await;
             }

@@ -87,6 +87,9 @@ macro_rules! common_queries {
         };
         use leadline_core::id::{DeadLetterId, MailId, MsgId, WebhookEndpointId};
         use leadline_core::webhook::WebhookEndpoint;
+        use leadline_core::id::QuoteId;
+        use leadline_core::quote::{Booking, Quote, QuoteStatus};
+        use leadline_core::yacht::Yacht;
         use $crate::{Committed, StoreError};
 
         type DbRow = <Db as sqlx::Database>::Row;
@@ -838,6 +841,114 @@ macro_rules! common_queries {
                         .execute(&mut *conn)
                         .await?;
                 }
+                Change::InsertYacht(y) => {
+                    sqlx::query(
+                        "INSERT INTO yachts (id, tenant_id, data, archived_at, created_at, updated_at, version) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(y.id.as_str())
+                    .bind(y.tenant_id.as_str())
+                    .bind(Json(y))
+                    .bind(y.archived_at)
+                    .bind(y.created_at)
+                    .bind(y.updated_at)
+                    .bind(y.version)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                }
+                Change::UpdateYacht(y) => {
+                    let done = sqlx::query(
+                        "UPDATE yachts SET data = $3, archived_at = $4, updated_at = $5, version = $6 \
+                         WHERE id = $1 AND tenant_id = $2 AND version = $6 - 1",
+                    )
+                    .bind(y.id.as_str())
+                    .bind(y.tenant_id.as_str())
+                    .bind(Json(y))
+                    .bind(y.archived_at)
+                    .bind(y.updated_at)
+                    .bind(y.version)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Stale);
+                    }
+                }
+                Change::InsertQuote(q) => {
+                    sqlx::query(
+                        "INSERT INTO quotes (id, tenant_id, lead_id, yacht_id, status, token, valid_until, charter_from, \
+                         charter_to, data, created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    )
+                    .bind(q.id.as_str())
+                    .bind(q.tenant_id.as_str())
+                    .bind(q.lead_id.as_str())
+                    .bind(q.yacht_id.as_str())
+                    .bind(q.status.as_str())
+                    .bind(&q.token)
+                    .bind(q.valid_until)
+                    .bind(q.charter_from)
+                    .bind(q.charter_to)
+                    .bind(Json(q))
+                    .bind(q.created_at)
+                    .bind(q.updated_at)
+                    .bind(q.version)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                }
+                Change::UpdateQuote(q) => {
+                    let done = sqlx::query(
+                        "UPDATE quotes SET status = $3, token = $4, valid_until = $5, data = $6, updated_at = $7, version = $8 \
+                         WHERE id = $1 AND tenant_id = $2 AND version = $8 - 1",
+                    )
+                    .bind(q.id.as_str())
+                    .bind(q.tenant_id.as_str())
+                    .bind(q.status.as_str())
+                    .bind(&q.token)
+                    .bind(q.valid_until)
+                    .bind(Json(q))
+                    .bind(q.updated_at)
+                    .bind(q.version)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Stale);
+                    }
+                }
+                Change::InsertBooking(b) => {
+                    // Serialise bookings of one yacht: lock its row (PostgreSQL); SQLite
+                    // has one writer.
+                    let lock = format!("SELECT id FROM yachts WHERE id = $1 AND tenant_id = $2{ROW_LOCK}");
+                    sqlx::query(&lock).bind(b.yacht_id.as_str()).bind(b.tenant_id.as_str()).fetch_optional(&mut *conn).await?;
+                    let taken: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM bookings WHERE yacht_id = $1 AND charter_from < $3 AND charter_to > $2 LIMIT 1",
+                    )
+                    .bind(b.yacht_id.as_str())
+                    .bind(b.charter_from)
+                    .bind(b.charter_to)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if taken.is_some() {
+                        return Err(StoreError::Conflict("bookings_overlap".into()));
+                    }
+                    sqlx::query(
+                        "INSERT INTO bookings (id, tenant_id, yacht_id, quote_id, lead_id, charter_from, charter_to, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(b.id.as_str())
+                    .bind(b.tenant_id.as_str())
+                    .bind(b.yacht_id.as_str())
+                    .bind(b.quote_id.as_str())
+                    .bind(b.lead_id.as_str())
+                    .bind(b.charter_from)
+                    .bind(b.charter_to)
+                    .bind(b.created_at)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_db)?;
+                }
                 Change::CompleteIdempotency(r) => {
                     sqlx::query(
                         "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_content_type = $4, \
@@ -969,6 +1080,137 @@ macro_rules! common_queries {
             .execute(&mut *conn)
             .await?;
             Ok(done.rows_affected() == 1)
+        }
+
+        fn yacht_from_row(r: &DbRow) -> $crate::Result<Yacht> {
+            let Json(mut y): Json<Yacht> = r.try_get("data")?;
+            y.tenant_id = TenantId::from_trusted(r.try_get("tenant_id")?);
+            y.version = r.try_get("version")?;
+            Ok(y)
+        }
+
+        fn quote_from_row(r: &DbRow) -> $crate::Result<Quote> {
+            let Json(mut q): Json<Quote> = r.try_get("data")?;
+            q.tenant_id = TenantId::from_trusted(r.try_get("tenant_id")?);
+            q.version = r.try_get("version")?;
+            q.token = r.try_get("token")?;
+            let status: String = r.try_get("status")?;
+            q.status = QuoteStatus::parse(&status).ok_or_else(|| corrupt("quote status"))?;
+            Ok(q)
+        }
+
+        fn booking_from_row(r: &DbRow) -> $crate::Result<Booking> {
+            Ok(Booking {
+                id: leadline_core::id::BookingId::from_trusted(r.try_get("id")?),
+                tenant_id: TenantId::from_trusted(r.try_get("tenant_id")?),
+                yacht_id: YachtId::from_trusted(r.try_get("yacht_id")?),
+                quote_id: QuoteId::from_trusted(r.try_get("quote_id")?),
+                lead_id: LeadId::from_trusted(r.try_get("lead_id")?),
+                charter_from: r.try_get("charter_from")?,
+                charter_to: r.try_get("charter_to")?,
+                created_at: r.try_get("created_at")?,
+            })
+        }
+
+        const QUOTE_COLUMNS: &str = "id, tenant_id, status, token, data, version";
+
+        async fn q_get_yacht(pool: &sqlx::Pool<Db>, tenant: &TenantId, id: &YachtId) -> $crate::Result<Option<Yacht>> {
+            let row = sqlx::query("SELECT tenant_id, data, version FROM yachts WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(yacht_from_row).transpose()
+        }
+
+        async fn q_list_yachts(pool: &sqlx::Pool<Db>, tenant: &TenantId, archived: bool, page: &PageRequest) -> $crate::Result<Vec<Yacht>> {
+            let rows = sqlx::query(
+                "SELECT tenant_id, data, version FROM yachts WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) \
+                 AND ($3 OR archived_at IS NULL) ORDER BY id DESC LIMIT $4",
+            )
+            .bind(tenant.as_str())
+            .bind(page.after.as_deref())
+            .bind(archived)
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(yacht_from_row).collect()
+        }
+
+        async fn q_get_quote(pool: &sqlx::Pool<Db>, tenant: &TenantId, id: &QuoteId) -> $crate::Result<Option<Quote>> {
+            let sql = format!("SELECT {QUOTE_COLUMNS} FROM quotes WHERE tenant_id = $1 AND id = $2");
+            let row = sqlx::query(&sql).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(pool).await?;
+            row.as_ref().map(quote_from_row).transpose()
+        }
+
+        async fn q_get_quote_by_token(pool: &sqlx::Pool<Db>, token: &str) -> $crate::Result<Option<Quote>> {
+            let sql = format!("SELECT {QUOTE_COLUMNS} FROM quotes WHERE token = $1");
+            let row = sqlx::query(&sql).bind(token).fetch_optional(pool).await?;
+            row.as_ref().map(quote_from_row).transpose()
+        }
+
+        async fn q_list_quotes(
+            pool: &sqlx::Pool<Db>,
+            tenant: &TenantId,
+            lead: Option<&LeadId>,
+            status: Option<QuoteStatus>,
+            page: &PageRequest,
+        ) -> $crate::Result<Vec<Quote>> {
+            let sql = format!(
+                "SELECT {QUOTE_COLUMNS} FROM quotes WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) \
+                 AND ($3 IS NULL OR lead_id = $3) AND ($4 IS NULL OR status = $4) ORDER BY id DESC LIMIT $5"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(tenant.as_str())
+                .bind(page.after.as_deref())
+                .bind(lead.map(|l| l.as_str()))
+                .bind(status.map(|s| s.as_str()))
+                .bind(i64::from(page.limit) + 1)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(quote_from_row).collect()
+        }
+
+        async fn q_list_bookings(
+            pool: &sqlx::Pool<Db>,
+            tenant: &TenantId,
+            yacht: &YachtId,
+            from: chrono::NaiveDate,
+            to: chrono::NaiveDate,
+        ) -> $crate::Result<Vec<Booking>> {
+            let rows = sqlx::query(
+                "SELECT id, tenant_id, yacht_id, quote_id, lead_id, charter_from, charter_to, created_at FROM bookings \
+                 WHERE tenant_id = $1 AND yacht_id = $2 AND charter_from < $4 AND charter_to > $3 ORDER BY charter_from",
+            )
+            .bind(tenant.as_str())
+            .bind(yacht.as_str())
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(booking_from_row).collect()
+        }
+
+        async fn q_list_held_quotes(
+            pool: &sqlx::Pool<Db>,
+            tenant: &TenantId,
+            yacht: &YachtId,
+            from: chrono::NaiveDate,
+            to: chrono::NaiveDate,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::Result<Vec<Quote>> {
+            let sql = format!(
+                "SELECT {QUOTE_COLUMNS} FROM quotes WHERE tenant_id = $1 AND yacht_id = $2 AND status = 'sent' \
+                 AND valid_until >= $5 AND charter_from < $4 AND charter_to > $3 ORDER BY charter_from"
+            );
+            let rows = sqlx::query(&sql).bind(tenant.as_str()).bind(yacht.as_str()).bind(from).bind(to).bind(now).fetch_all(pool).await?;
+            rows.iter().map(quote_from_row).collect()
+        }
+
+        async fn q_stale_quotes(pool: &sqlx::Pool<Db>, now: chrono::DateTime<chrono::Utc>, limit: u32) -> $crate::Result<Vec<Quote>> {
+            let sql = format!("SELECT {QUOTE_COLUMNS} FROM quotes WHERE status = 'sent' AND valid_until < $1 ORDER BY valid_until LIMIT $2");
+            let rows = sqlx::query(&sql).bind(now).bind(i64::from(limit)).fetch_all(pool).await?;
+            rows.iter().map(quote_from_row).collect()
         }
 
         async fn q_list_audit(pool: &sqlx::Pool<Db>, f: &AuditFilter, page: &PageRequest) -> $crate::Result<Vec<AuditEntry>> {

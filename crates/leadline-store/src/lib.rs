@@ -10,6 +10,7 @@
 //! cannot forget it.
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
 use leadline_core::api_key::ApiKey;
 use leadline_core::audit::{AuditEntry, AuditFilter};
@@ -18,10 +19,13 @@ use leadline_core::change::IdempotentResponse;
 use leadline_core::delivery::{AttemptReport, DeadLetter, MailLog, MessageKind, OutboxMessage};
 use leadline_core::id::{DeadLetterId, MsgId, WebhookEndpointId};
 use leadline_core::id::{LeadId, TenantId};
+use leadline_core::id::{QuoteId, YachtId};
 use leadline_core::lead::{Lead, LeadFilter};
 use leadline_core::page::PageRequest;
+use leadline_core::quote::{Booking, Quote, QuoteStatus};
 use leadline_core::tenant::Tenant;
 use leadline_core::webhook::WebhookEndpoint;
+use leadline_core::yacht::Yacht;
 
 mod common;
 mod migrate;
@@ -224,6 +228,49 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a consistent copy of the database to `path` while writes go on.
     /// PostgreSQL answers [`StoreError::Unsupported`].
     async fn backup_to(&self, path: &std::path::Path) -> Result<()>;
+
+    /// A tenant's yacht (archived ones included).
+    async fn get_yacht(&self, tenant: &TenantId, id: &YachtId) -> Result<Option<Yacht>>;
+
+    /// A tenant's yachts, newest first; fetches up to `page.limit + 1`.
+    async fn list_yachts(&self, tenant: &TenantId, include_archived: bool, page: &PageRequest) -> Result<Vec<Yacht>>;
+
+    /// A tenant's quote.
+    async fn get_quote(&self, tenant: &TenantId, id: &QuoteId) -> Result<Option<Quote>>;
+
+    /// A quote by its public token (any tenant).
+    async fn get_quote_by_token(&self, token: &str) -> Result<Option<Quote>>;
+
+    /// A tenant's quotes, newest first, optionally of one lead or status.
+    async fn list_quotes(
+        &self,
+        tenant: &TenantId,
+        lead: Option<&LeadId>,
+        status: Option<QuoteStatus>,
+        page: &PageRequest,
+    ) -> Result<Vec<Quote>>;
+
+    /// A yacht's bookings with a night in `[from, to)`.
+    async fn list_bookings(
+        &self,
+        tenant: &TenantId,
+        yacht: &YachtId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<Booking>>;
+
+    /// A yacht's sent, unexpired quotes with a night in `[from, to)` (holds).
+    async fn list_held_quotes(
+        &self,
+        tenant: &TenantId,
+        yacht: &YachtId,
+        from: NaiveDate,
+        to: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Quote>>;
+
+    /// Sent quotes whose validity ended before `now` (any tenant), at most `limit`.
+    async fn stale_quotes(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Quote>>;
 
     /// Closes connections.
     async fn close(&self);

@@ -30,6 +30,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "maintenance",
         sql: include_str!("../migrations/sqlite/0004_maintenance.sql"),
     },
+    Migration {
+        version: 5,
+        name: "fleet",
+        sql: include_str!("../migrations/sqlite/0005_fleet.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations.
@@ -53,6 +58,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 4,
         name: "maintenance",
         sql: include_str!("../migrations/postgres/0004_maintenance.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "fleet",
+        sql: include_str!("../migrations/postgres/0005_fleet.sql"),
     },
 ];
 

@@ -11,6 +11,9 @@ use crate::{Backend, Store};
 type Db = sqlx::Postgres;
 type Conn = PgConnection;
 
+/// The row-locking clause of this backend.
+const ROW_LOCK: &str = " FOR UPDATE";
+
 common_queries!();
 
 /// Serialises concurrent inserts of the same duplicate key until the transaction
@@ -236,6 +239,62 @@ impl Store for PgStore {
         Err(StoreError::Unsupported(
             "PostgreSQL is backed up with its own tools: pg_dump for logical backups, or base backups with WAL archiving (pg_basebackup) for point-in-time recovery",
         ))
+    }
+
+    async fn get_yacht(&self, tenant: &TenantId, id: &YachtId) -> crate::Result<Option<Yacht>> {
+        q_get_yacht(&self.pool, tenant, id).await
+    }
+
+    async fn list_yachts(
+        &self,
+        tenant: &TenantId,
+        include_archived: bool,
+        page: &PageRequest,
+    ) -> crate::Result<Vec<Yacht>> {
+        q_list_yachts(&self.pool, tenant, include_archived, page).await
+    }
+
+    async fn get_quote(&self, tenant: &TenantId, id: &QuoteId) -> crate::Result<Option<Quote>> {
+        q_get_quote(&self.pool, tenant, id).await
+    }
+
+    async fn get_quote_by_token(&self, token: &str) -> crate::Result<Option<Quote>> {
+        q_get_quote_by_token(&self.pool, token).await
+    }
+
+    async fn list_quotes(
+        &self,
+        tenant: &TenantId,
+        lead: Option<&LeadId>,
+        status: Option<QuoteStatus>,
+        page: &PageRequest,
+    ) -> crate::Result<Vec<Quote>> {
+        q_list_quotes(&self.pool, tenant, lead, status, page).await
+    }
+
+    async fn list_bookings(
+        &self,
+        tenant: &TenantId,
+        yacht: &YachtId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> crate::Result<Vec<Booking>> {
+        q_list_bookings(&self.pool, tenant, yacht, from, to).await
+    }
+
+    async fn list_held_quotes(
+        &self,
+        tenant: &TenantId,
+        yacht: &YachtId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Result<Vec<Quote>> {
+        q_list_held_quotes(&self.pool, tenant, yacht, from, to, now).await
+    }
+
+    async fn stale_quotes(&self, now: chrono::DateTime<chrono::Utc>, limit: u32) -> crate::Result<Vec<Quote>> {
+        q_stale_quotes(&self.pool, now, limit).await
     }
 
     async fn close(&self) {

@@ -19,6 +19,9 @@ use crate::{Backend, Store};
 type Db = sqlx::Sqlite;
 type Conn = SqliteConnection;
 
+/// The row-locking clause of this backend.
+const ROW_LOCK: &str = "";
+
 common_queries!();
 
 /// SQLite has one writer, so two leads can never race for "first".
@@ -303,6 +306,62 @@ impl Store for SqliteStore {
         sqlx::query("VACUUM INTO $1").bind(target).execute(&mut conn).await?;
         conn.close().await?;
         Ok(())
+    }
+
+    async fn get_yacht(&self, tenant: &TenantId, id: &YachtId) -> crate::Result<Option<Yacht>> {
+        q_get_yacht(&self.readers, tenant, id).await
+    }
+
+    async fn list_yachts(
+        &self,
+        tenant: &TenantId,
+        include_archived: bool,
+        page: &PageRequest,
+    ) -> crate::Result<Vec<Yacht>> {
+        q_list_yachts(&self.readers, tenant, include_archived, page).await
+    }
+
+    async fn get_quote(&self, tenant: &TenantId, id: &QuoteId) -> crate::Result<Option<Quote>> {
+        q_get_quote(&self.readers, tenant, id).await
+    }
+
+    async fn get_quote_by_token(&self, token: &str) -> crate::Result<Option<Quote>> {
+        q_get_quote_by_token(&self.readers, token).await
+    }
+
+    async fn list_quotes(
+        &self,
+        tenant: &TenantId,
+        lead: Option<&LeadId>,
+        status: Option<QuoteStatus>,
+        page: &PageRequest,
+    ) -> crate::Result<Vec<Quote>> {
+        q_list_quotes(&self.readers, tenant, lead, status, page).await
+    }
+
+    async fn list_bookings(
+        &self,
+        tenant: &TenantId,
+        yacht: &YachtId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> crate::Result<Vec<Booking>> {
+        q_list_bookings(&self.readers, tenant, yacht, from, to).await
+    }
+
+    async fn list_held_quotes(
+        &self,
+        tenant: &TenantId,
+        yacht: &YachtId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Result<Vec<Quote>> {
+        q_list_held_quotes(&self.readers, tenant, yacht, from, to, now).await
+    }
+
+    async fn stale_quotes(&self, now: chrono::DateTime<chrono::Utc>, limit: u32) -> crate::Result<Vec<Quote>> {
+        q_stale_quotes(&self.readers, now, limit).await
     }
 
     async fn close(&self) {

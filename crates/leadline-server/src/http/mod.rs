@@ -12,8 +12,11 @@ pub mod audit;
 pub mod deliveries;
 pub mod health;
 pub mod leads;
+pub mod public;
+pub mod quotes;
 pub mod settings;
 pub mod webhooks;
+pub mod yachts;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -63,6 +66,9 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(leads::router())
         .merge(webhooks::router())
         .merge(deliveries::router())
+        .merge(yachts::router())
+        .merge(quotes::router())
+        .merge(public::router())
 }
 
 /// The OpenAPI 3.1 document.

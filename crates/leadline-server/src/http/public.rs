@@ -1,0 +1,257 @@
+//! The client's quote page (no key): read the quote, accept it (which books the
+//! yacht) or decline it. Works without JavaScript; printable; readable on a phone.
+//! The token is never logged: request lines and problems name the route template.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use leadline_core::audit::ActorType;
+use leadline_core::change::{Change, ChangeSet};
+use leadline_core::id::BookingId;
+use leadline_core::lead::LeadStatus;
+use leadline_core::quote::{Booking, Quote, QuoteStatus};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::clock;
+use crate::effects::Effects;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::events;
+
+const PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ company }}: your charter quote</title>
+<style>
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1b2a3a;background:#f4f7fa}
+main{max-width:44rem;margin:0 auto;padding:1.5rem;background:#fff}
+h1{font-size:1.4rem;margin:.2rem 0 1rem}table{width:100%;border-collapse:collapse;margin:1rem 0}
+td{padding:.45rem .2rem;border-bottom:1px solid #e3e9ef;vertical-align:top}td.n{text-align:right;white-space:nowrap}
+tr.total td{font-weight:700;border-top:2px solid #1b2a3a}.status{padding:.6rem;border-radius:.3rem;background:#eef4fb}
+form{display:inline}button{font-size:1rem;padding:.7rem 1.4rem;margin:.3rem .4rem .3rem 0;border-radius:.3rem;border:1px solid #1b4f8a;cursor:pointer}
+button.accept{background:#1b4f8a;color:#fff}button.decline{background:#fff;color:#1b4f8a}
+@media print{form,.actions{display:none}main{padding:0}body{background:#fff}}
+</style></head><body><main>
+<p>{{ company }}</p>
+<h1>{{ yacht }}, {{ from }} to {{ to }}</h1>
+<p>{{ nights }} nights, {{ guests }} guests{% if client %}. Prepared for {{ client }}{% endif %}.</p>
+<table>{% for l in lines %}<tr><td>{{ l.label }}{% if l.quantity %} ({{ l.quantity }} × {{ l.unit }}){% endif %}</td><td class="n">{{ l.amount }}</td></tr>{% endfor %}
+<tr class="total"><td>Total</td><td class="n">{{ total }}</td></tr></table>
+{% if at_base %}<p>Payable at the base, not included: {% for l in at_base %}{{ l.label }} {{ l.amount }}{% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
+<h2>Payments</h2><table>{% for p in schedule %}<tr><td>{{ p.due }}</td><td class="n">{{ p.amount }}</td></tr>{% endfor %}</table>
+{% if notes %}<p>{{ notes }}</p>{% endif %}
+{% if answerable %}<p>This offer is valid until {{ valid_until }}.</p>
+<div class="actions"><form method="post" action="{{ base|safe }}/accept"><button class="accept" type="submit">Accept and book</button></form>
+<form method="post" action="{{ base|safe }}/decline"><button class="decline" type="submit">Decline</button></form></div>
+{% else %}<p class="status">{{ status_text }}</p>{% endif %}
+</main></body></html>"#;
+
+fn money(amount: i64, cur: leadline_core::money::Currency) -> String {
+    leadline_core::money::Money { amount, currency: cur }.display()
+}
+
+fn render(q: &Quote, company: &str, client: Option<&str>, token: &str) -> Result<String, minijinja::Error> {
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    env.add_template("page.html", PAGE)?;
+    let cur = q.total.currency;
+    let now = clock::now();
+    let status_text = match q.status {
+        QuoteStatus::Accepted => {
+            "You accepted this quote. The yacht is booked for you; we will be in touch about the first payment."
+        }
+        QuoteStatus::Declined => "You declined this quote. Thank you for letting us know.",
+        QuoteStatus::Cancelled => "This quote was withdrawn.",
+        QuoteStatus::Expired => "This quote has expired.",
+        _ if !q.answerable(now) => "This quote has expired.",
+        _ => "",
+    };
+    let ctx = minijinja::context! {
+        company => company,
+        client => client,
+        yacht => q.yacht_name,
+        from => q.charter_from.to_string(),
+        to => q.charter_to.to_string(),
+        nights => (q.charter_to - q.charter_from).num_days(),
+        guests => q.guests,
+        lines => q.lines.iter().map(|l| minijinja::context! {
+            label => l.label, quantity => l.quantity, unit => l.unit_price.map(|u| money(u, cur)), amount => money(l.amount, cur),
+        }).collect::<Vec<_>>(),
+        at_base => q.payable_at_base.iter().map(|l| minijinja::context! { label => l.label, amount => money(l.amount, cur) }).collect::<Vec<_>>(),
+        total => q.total.display(),
+        schedule => q.payment_schedule.iter().map(|p| minijinja::context! { due => p.due_date.to_string(), amount => p.amount.display() }).collect::<Vec<_>>(),
+        notes => q.notes,
+        answerable => q.answerable(now),
+        valid_until => q.valid_until.format("%Y-%m-%d %H:%M UTC").to_string(),
+        status_text => status_text,
+        base => format!("/q/{token}"),
+    };
+    env.get_template("page.html")?.render(ctx)
+}
+
+// `base` is marked safe in the template: it is built from a token that `plausible`
+// checked to be base64url only.
+
+/// A token is 43 base64url characters; anything else is not one of ours.
+fn plausible(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+async fn load(s: &AppState, token: &str) -> ApiResult<Quote> {
+    if !plausible(token) {
+        return Err(ApiError::NotFound);
+    }
+    s.store.get_quote_by_token(token).await?.ok_or(ApiError::NotFound)
+}
+
+/// The client's quote page (HTML).
+#[utoipa::path(get, path = "/q/{token}", tag = "public",
+    responses((status = 200, description = "The quote page", content_type = "text/html"), (status = 404, body = Problem)))]
+pub async fn page(State(s): State<AppState>, Path(token): Path<String>) -> ApiResult<Response> {
+    let q = load(&s, &token).await?;
+    let tenant = s.store.get_tenant(&q.tenant_id).await?.ok_or(ApiError::NotFound)?;
+    let client = s.store.get_lead(&q.tenant_id, &q.lead_id).await?.map(|l| l.name);
+    let html = render(&q, &tenant.settings.company_name, client.as_deref(), &token).map_err(ApiError::internal)?;
+    Ok((
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(html),
+    )
+        .into_response())
+}
+
+fn back_to_page(token: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/q/{token}"))]).into_response()
+}
+
+async fn answer(s: &AppState, fx: &Effects, token: &str, accept: bool) -> ApiResult<Response> {
+    let q = load(s, token).await?;
+    let tenant = s.store.get_tenant(&q.tenant_id).await?.ok_or(ApiError::NotFound)?;
+    fx.set_actor(ActorType::PublicLink, Some(q.id.to_string()), Some(q.tenant_id.clone()));
+    fx.set_resource(&q.id);
+    let now = clock::now();
+    if !q.answerable(now) {
+        let why = match q.status {
+            QuoteStatus::Sent => "expired".to_owned(),
+            other => other.as_str().to_owned(),
+        };
+        return Err(ApiError::Conflict(format!(
+            "This quote cannot be answered: it is {why}."
+        )));
+    }
+    let lead = s.store.get_lead(&q.tenant_id, &q.lead_id).await?;
+    let endpoints = s.store.list_endpoints(&q.tenant_id).await?;
+    let mut next = Quote {
+        answered_at: Some(now),
+        updated_at: now,
+        version: q.version + 1,
+        ..q.clone()
+    };
+    let mut cs = ChangeSet::new();
+    if accept {
+        let booking = Booking {
+            id: BookingId::generate(),
+            tenant_id: q.tenant_id.clone(),
+            yacht_id: q.yacht_id.clone(),
+            quote_id: q.id.clone(),
+            lead_id: q.lead_id.clone(),
+            charter_from: q.charter_from,
+            charter_to: q.charter_to,
+            created_at: now,
+        };
+        next.status = QuoteStatus::Accepted;
+        next.booking_id = Some(booking.id.clone());
+        cs.push(Change::UpdateQuote(next.clone()))
+            .push(Change::InsertBooking(booking.clone()));
+        if let Some(l) = &lead
+            && l.status.can_move_to(LeadStatus::Won)
+            && l.status != LeadStatus::Won
+        {
+            let mut l = l.clone();
+            l.status = LeadStatus::Won;
+            l.updated_at = now;
+            l.version += 1;
+            cs.push(Change::UpdateLead(l));
+        }
+        let ctx = serde_json::json!({
+            "company_name": tenant.settings.company_name, "quote_id": q.id,
+            "lead": {"name": lead.as_ref().map(|l| l.name.clone()).unwrap_or_default()},
+        });
+        for staff in &tenant.settings.notification_emails {
+            cs.changes.extend(events::email(
+                &tenant,
+                Some(&q.lead_id),
+                "quote_accepted",
+                "en",
+                staff.as_str(),
+                &ctx,
+                now,
+            ));
+        }
+        cs.changes.extend(events::webhook(
+            &tenant.id,
+            Some(&q.lead_id),
+            &endpoints,
+            "quote.accepted",
+            serde_json::to_value(&next).unwrap_or_default(),
+            now,
+        ));
+        cs.changes.extend(events::webhook(
+            &tenant.id,
+            Some(&q.lead_id),
+            &endpoints,
+            "booking.created",
+            serde_json::to_value(&booking).unwrap_or_default(),
+            now,
+        ));
+    } else {
+        next.status = QuoteStatus::Declined;
+        cs.push(Change::UpdateQuote(next.clone()));
+        cs.changes.extend(events::webhook(
+            &tenant.id,
+            Some(&q.lead_id),
+            &endpoints,
+            "quote.declined",
+            serde_json::to_value(&next).unwrap_or_default(),
+            now,
+        ));
+    }
+    let status = StatusCode::SEE_OTHER;
+    fx.commit(s.store.as_ref(), cs, status, |_| ())
+        .await
+        .map_err(|e| match e {
+            ApiError::Conflict(_) if accept => {
+                ApiError::Conflict("The yacht is no longer available on these dates.".into())
+            }
+            ApiError::Conflict(_) => ApiError::Conflict("This quote was answered already.".into()),
+            e => e,
+        })?;
+    Ok(back_to_page(token))
+}
+
+/// Accept the quote: books the yacht for its dates (409 when they are taken, or the
+/// quote cannot be answered), then shows the page again.
+#[utoipa::path(post, path = "/q/{token}/accept", tag = "public",
+    responses((status = 303, description = "Back to the quote page"), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn accept(State(s): State<AppState>, fx: Effects, Path(token): Path<String>) -> ApiResult<Response> {
+    answer(&s, &fx, &token, true).await
+}
+
+/// Decline the quote.
+#[utoipa::path(post, path = "/q/{token}/decline", tag = "public",
+    responses((status = 303, description = "Back to the quote page"), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn decline(State(s): State<AppState>, fx: Effects, Path(token): Path<String>) -> ApiResult<Response> {
+    answer(&s, &fx, &token, false).await
+}
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(page))
+        .routes(routes!(accept))
+        .routes(routes!(decline))
+}
