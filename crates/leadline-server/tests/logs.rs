@@ -101,6 +101,68 @@ async fn a_full_scenario_logs_no_personal_data_or_secrets(b: Backend) {
     .send()
     .await
     .expect("send");
+    // A quote sent and accepted through its public page: the token stays out of the logs.
+    let yacht: serde_json::Value = app
+        .with_key(Method::POST, "/v1/yachts", &sk)
+        .json(&json!({"name": "Y", "type": "gulet", "max_guests": 8, "min_nights": 1,
+            "rates": [{"season": "s", "from": "2030-01-01", "to": "2030-12-31", "weekly_rate": {"amount": 700000, "currency": "EUR"}}]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let lead2: serde_json::Value = app
+        .with_key(Method::POST, "/v1/leads", &sk)
+        .json(
+            &json!({"name": "Quote Client", "email": "quote.client@example.com", "charter_from": "2030-07-01",
+            "charter_to": "2030-07-08", "consent": {"privacy_policy": true}}),
+        )
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let quote: serde_json::Value = app
+        .with_key(Method::POST, "/v1/quotes", &sk)
+        .json(&json!({"lead_id": lead2["id"], "yacht_id": yacht["id"]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let sent: serde_json::Value = app
+        .with_key(
+            Method::POST,
+            &format!("/v1/quotes/{}/send", quote["id"].as_str().expect("id")),
+            &sk,
+        )
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let url = sent["url"].as_str().expect("url").to_owned();
+    let token = url.rsplit('/').next().expect("token").to_owned();
+    assert_eq!(token.len(), 43);
+    app.client
+        .get(app.url(&format!("/q/{token}")))
+        .send()
+        .await
+        .expect("send");
+    app.client
+        .post(app.url(&format!("/q/{token}/accept")))
+        .send()
+        .await
+        .expect("send");
+    app.client
+        .post(app.url(&format!("/q/{token}/accept")))
+        .send()
+        .await
+        .expect("send");
     app.client
         .get(app.url("/admin/tenants"))
         .header("X-Admin-Key", "not-the-key-but-close")
@@ -127,6 +189,8 @@ async fn a_full_scenario_logs_no_personal_data_or_secrets(b: Backend) {
         ADMIN_KEY,
         "not-the-key-but-close",
         "sk_wrongwrong",
+        token.as_str(),
+        "quote.client",
     ] {
         assert!(!logs.contains(secret), "the logs contain {secret:?}");
     }

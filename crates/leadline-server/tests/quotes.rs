@@ -201,6 +201,14 @@ async fn a_quote_is_priced_sent_and_accepted_into_a_booking(b: Backend) {
         .send()
         .await
         .expect("send");
+    let rx = common::receiver::Receiver::start(&[], 200).await;
+    let res = app
+        .with_key(Method::POST, "/v1/webhook-endpoints", &t.sk)
+        .json(&json!({"url": rx.url, "events": ["*"]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
     let y = yacht(&app, &t).await;
     let l = lead(&app, &t, "maria@example.com", "2030-06-26", "2030-07-06").await;
     let q = quote(
@@ -365,6 +373,25 @@ async fn a_quote_is_priced_sent_and_accepted_into_a_booking(b: Backend) {
         409,
     )
     .await;
+    let types = eventually("the webhook events", || async {
+        let types: Vec<String> = rx
+            .received()
+            .iter()
+            .filter_map(|d| serde_json::from_str::<Value>(&d.body).ok())
+            .filter_map(|v| v["type"].as_str().map(str::to_owned))
+            .collect();
+        types.contains(&"booking.created".to_owned()).then_some(types)
+    })
+    .await;
+    for t in [
+        "lead.created",
+        "quote.created",
+        "quote.sent",
+        "quote.accepted",
+        "booking.created",
+    ] {
+        assert!(types.iter().any(|x| x == t), "{t} in {types:?}");
+    }
     eventually("staff told of the acceptance", || async {
         smtp.received()
             .into_iter()
