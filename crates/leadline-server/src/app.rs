@@ -121,6 +121,13 @@ impl Application {
             config.rate_limit_tenant_per_minute,
             config.rate_limit_admin_per_minute,
         );
+        let rate_limits = match &config.redis_url {
+            Some(url) => rate_limits
+                .shared(url.expose_secret(), &config.redis_key_prefix)
+                .await
+                .map_err(StartError::Io)?,
+            None => rate_limits,
+        };
         let state = AppState {
             store,
             config: Arc::new(config),

@@ -94,6 +94,8 @@ pub struct Config {
     pub mail_from: String,
     /// Redis for shared rate limits.
     pub redis_url: Option<SecretString>,
+    /// Prefix of Leadline's keys in Redis.
+    pub redis_key_prefix: String,
     /// Per-IP requests a minute (every class not set otherwise).
     pub rate_limit_per_minute: u32,
     /// Per-IP requests a minute on public routes.
@@ -147,6 +149,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("LEADLINE_SMTP_URL", ""),
     ("LEADLINE_MAIL_FROM", "Leadline <no-reply@localhost>"),
     ("LEADLINE_REDIS_URL", ""),
+    ("LEADLINE_REDIS_KEY_PREFIX", "leadline"),
     ("LEADLINE_RATE_LIMIT_PER_MINUTE", "60"),
     ("LEADLINE_RATE_LIMIT_PUBLIC_PER_MINUTE", ""),
     ("LEADLINE_RATE_LIMIT_TENANT_PER_MINUTE", ""),
@@ -379,6 +382,7 @@ impl Config {
             smtp_url: smtp_url.map(Into::into),
             mail_from: get("LEADLINE_MAIL_FROM"),
             redis_url: redis_url.map(Into::into),
+            redis_key_prefix: get("LEADLINE_REDIS_KEY_PREFIX"),
             rate_limit_per_minute,
             rate_limit_public_per_minute,
             rate_limit_tenant_per_minute,

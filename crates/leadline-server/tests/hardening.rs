@@ -17,7 +17,42 @@ both_backends!(
     rate_limit_refuses_the_61st_request,
     forwarded_for_is_honoured_only_from_trusted_proxies,
     cors_only_for_lead_capture_from_allowed_origins,
+    rate_limits_are_shared_through_redis,
 );
+
+/// Two instances with one Redis share each client's quota. Redis is needed: the
+/// test fails, never skips, without it.
+async fn rate_limits_are_shared_through_redis(b: Backend) {
+    let redis = std::env::var("LEADLINE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("leadline-test-{}", leadline_core::id::MsgId::generate());
+    let settings = [
+        ("LEADLINE_RATE_LIMIT_PER_MINUTE", "5"),
+        ("LEADLINE_REDIS_URL", redis.as_str()),
+        ("LEADLINE_REDIS_KEY_PREFIX", prefix.as_str()),
+    ];
+    let one = TestApp::spawn_with(b, &settings).await;
+    let two = TestApp::spawn_with(b, &settings).await;
+    for (i, app) in [&one, &one, &one, &two, &two].into_iter().enumerate() {
+        let res = app.client.get(app.url("/v1/leads")).send().await.expect("send");
+        assert_eq!(res.status(), 401, "request {i} passes");
+        let left = res.headers()["ratelimit"].to_str().expect("ascii").to_owned();
+        assert!(
+            left.starts_with(&format!("\"tenant\";r={};", 4 - i)),
+            "request {i}: {left}"
+        );
+    }
+    for app in [&one, &two] {
+        let res = app.client.get(app.url("/v1/leads")).send().await.expect("send");
+        assert!(
+            res.headers()["retry-after"]
+                .to_str()
+                .expect("ascii")
+                .parse::<u64>()
+                .is_ok_and(|s| (1..=12).contains(&s))
+        );
+        problem(res, 429).await;
+    }
+}
 
 async fn post_lead_with_key(app: &TestApp, sk: &str, key: &str, body: &Value) -> reqwest::Response {
     app.with_key(Method::POST, "/v1/leads", sk)

@@ -80,16 +80,24 @@ conformance!(
 );
 
 async fn dead_letter_and_delivery_cleanups_respect_their_cutoffs(b: Backend) {
-    use leadline_core::delivery::{Attempt, AttemptReport, EmailPayload, MailLog, MailStatus, MessageStatus, OutboxMessage, Payload};
+    use leadline_core::delivery::{
+        Attempt, AttemptReport, EmailPayload, MailLog, MailStatus, MessageStatus, OutboxMessage, Payload,
+    };
     use leadline_core::id::MailId;
     let (_db, s) = open(b).await;
     let t = tenant("A");
-    s.commit(ChangeSet::one(Change::InsertTenant(t.clone()))).await.expect("insert");
+    s.commit(ChangeSet::one(Change::InsertTenant(t.clone())))
+        .await
+        .expect("insert");
     let now = now();
     let cutoff = now - Duration::days(7);
     // Three messages that die (dead letters created at the attempt's time) and three
     // that are delivered (outbox, mail log and attempt at those times).
-    let times = [cutoff - Duration::microseconds(1), cutoff, cutoff + Duration::seconds(1)];
+    let times = [
+        cutoff - Duration::microseconds(1),
+        cutoff,
+        cutoff + Duration::seconds(1),
+    ];
     let mut ids = Vec::new();
     for (i, at) in times.iter().chain(times.iter()).enumerate() {
         let dies = i < 3;
@@ -120,24 +128,42 @@ async fn dead_letter_and_delivery_cleanups_respect_their_cutoffs(b: Backend) {
             updated_at: *at,
         };
         let mut cs = ChangeSet::new();
-        cs.push(Change::InsertOutbox(msg.clone())).push(Change::InsertMailLog(log));
+        cs.push(Change::InsertOutbox(msg.clone()))
+            .push(Change::InsertMailLog(log));
         s.commit(cs).await.expect("queue");
-        let claimed = s.claim_due("w", now, now + Duration::minutes(1), 10).await.expect("claim");
+        let claimed = s
+            .claim_due("w", now, now + Duration::minutes(1), 10)
+            .await
+            .expect("claim");
         assert_eq!(claimed.len(), 1);
         let report = AttemptReport {
             message_id: msg.id.clone(),
             worker: "w".into(),
-            attempt: Attempt { attempt: 1, at: *at, success: !dies, code: None, detail: None, latency_ms: 1 },
+            attempt: Attempt {
+                attempt: 1,
+                at: *at,
+                success: !dies,
+                code: None,
+                detail: None,
+                latency_ms: 1,
+            },
             retry_at: None,
             disable_endpoint: false,
         };
         assert!(s.report_attempt(&report).await.expect("report"));
         ids.push(msg.id);
     }
-    assert_eq!(s.get_message(&ids[0]).await.expect("get").map(|m| m.status), Some(MessageStatus::Dead));
+    assert_eq!(
+        s.get_message(&ids[0]).await.expect("get").map(|m| m.status),
+        Some(MessageStatus::Dead)
+    );
     let page10 = page(10);
     assert_eq!(s.list_dead_letters(&t.id, None, &page10).await.expect("list").len(), 3);
-    assert_eq!(s.cleanup_dead_letters(cutoff).await.expect("cleanup"), 1, "only the one before the cutoff");
+    assert_eq!(
+        s.cleanup_dead_letters(cutoff).await.expect("cleanup"),
+        1,
+        "only the one before the cutoff"
+    );
     let left = s.list_dead_letters(&t.id, None, &page10).await.expect("list");
     assert_eq!(left.len(), 2);
     assert!(left.iter().all(|d| d.created_at >= cutoff));
@@ -145,9 +171,19 @@ async fn dead_letter_and_delivery_cleanups_respect_their_cutoffs(b: Backend) {
     // mail logs before the cutoff go, failed or sent; dead messages stay whatever
     // their age (their dead letters have a retention of their own).
     let deleted = s.cleanup_deliveries(cutoff).await.expect("cleanup");
-    assert_eq!(s.get_message(&ids[3]).await.expect("get"), None, "the old delivered message is gone");
-    assert!(s.get_message(&ids[4]).await.expect("get").is_some(), "the one at the cutoff stays");
-    assert!(s.get_message(&ids[0]).await.expect("get").is_some(), "dead messages are never deleted by age");
+    assert_eq!(
+        s.get_message(&ids[3]).await.expect("get"),
+        None,
+        "the old delivered message is gone"
+    );
+    assert!(
+        s.get_message(&ids[4]).await.expect("get").is_some(),
+        "the one at the cutoff stays"
+    );
+    assert!(
+        s.get_message(&ids[0]).await.expect("get").is_some(),
+        "dead messages are never deleted by age"
+    );
     let logs = s.list_mail_logs(&t.id, &page10).await.expect("logs");
     assert_eq!(logs.len(), 4, "the two mail logs before the cutoff went");
     assert!(logs.iter().all(|l| l.created_at >= cutoff));
