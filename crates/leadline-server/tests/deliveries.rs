@@ -485,7 +485,7 @@ async fn a_crashed_workers_message_is_delivered_after_its_lease(b: Backend) {
         .commit(ChangeSet::one(Change::InsertOutbox(msg.clone())))
         .await
         .expect("queue");
-    let lease = chrono::Duration::milliseconds(1500);
+    let lease = chrono::Duration::milliseconds(3000);
     let claimed = store
         .claim_due("crashed-worker", chrono::Utc::now(), chrono::Utc::now() + lease, 10)
         .await

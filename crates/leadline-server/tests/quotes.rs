@@ -585,11 +585,11 @@ async fn only_sent_unexpired_quotes_can_be_answered(b: Backend) {
     .await;
     // A draft has no link at all; an expired quote is refused and the janitor marks it.
     let l = lead(&app, &t, "c@example.com", "2030-07-01", "2030-07-08").await;
-    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(600)).to_rfc3339();
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
     let q = quote(&app, &t, &l, &y, json!({"valid_until": soon})).await;
     let qid = q["id"].as_str().expect("id").to_owned();
     let p = path_of(&send(&app, &t, &qid).await);
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
     let refused = problem(
         app.client
             .post(app.url(&format!("{p}/accept")))
