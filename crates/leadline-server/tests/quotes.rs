@@ -648,6 +648,31 @@ async fn another_tenants_yacht_or_lead_cannot_be_quoted(b: Backend) {
     let their_yacht = yacht(&app, &u).await;
     let my_lead = lead(&app, &t, "a@example.com", "2030-07-01", "2030-07-08").await;
     let their_lead = lead(&app, &u, "b@example.com", "2030-07-01", "2030-07-08").await;
+    // A lead naming a yacht of another fleet is refused like one naming no yacht at all.
+    for y in [&their_yacht, "yacht_01jd6c8m2f0000000000000000"] {
+        let body = json!({"name": "X", "email": "x@example.com", "yacht_id": y, "consent": {"privacy_policy": true}});
+        let p = problem(
+            app.with_key(Method::POST, "/v1/leads", &t.sk)
+                .json(&body)
+                .send()
+                .await
+                .expect("send"),
+            422,
+        )
+        .await;
+        assert_eq!(p["errors"][0]["pointer"], "/yacht_id");
+    }
+    let body =
+        json!({"name": "X", "email": "x@example.com", "yacht_id": my_yacht, "consent": {"privacy_policy": true}});
+    assert_eq!(
+        app.with_key(Method::POST, "/v1/leads", &t.sk)
+            .json(&body)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        201
+    );
     for (l, y) in [(&my_lead, &their_yacht), (&their_lead, &my_yacht)] {
         let p = problem(
             app.with_key(Method::POST, "/v1/quotes", &t.sk)

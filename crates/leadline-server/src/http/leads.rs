@@ -58,6 +58,17 @@ pub async fn create_lead(
     }
     let now = clock::now();
     let lead = req.validate(&auth.tenant.id, now)?;
+    // A yacht the tenant does not have (another tenant's included) is simply unknown.
+    if let Some(y) = &lead.yacht_id
+        && s.store
+            .get_yacht(&auth.tenant.id, y)
+            .await?
+            .is_none_or(|y| y.archived_at.is_some())
+    {
+        return Err(
+            leadline_core::ValidationErrors::single("/yacht_id", "there is no such yacht in this fleet").into(),
+        );
+    }
     fx.set_resource(&lead.id);
     fx.set_details(serde_json::json!({"email": lead.email.as_str(), "source": lead.source}));
     let endpoints = s.store.list_endpoints(&auth.tenant.id).await?;
