@@ -6,8 +6,6 @@
 //! backend module against its own `Db` and `Conn` types; what differs (locking,
 //! transactions, pools) stays in the backend module.
 
-use leadline_core::lead::{CharterType, YachtType};
-
 /// A snake_case serde enum as its stored text.
 pub(crate) fn enum_text<T: serde::Serialize>(v: &T) -> Option<String> {
     match serde_json::to_value(v) {
@@ -23,11 +21,6 @@ pub(crate) fn text_enum<T: serde::de::DeserializeOwned>(s: Option<String>) -> cr
             .map_err(|_| crate::StoreError::Corrupt(format!("enum value {s:?}")))
     })
     .transpose()
-}
-
-#[allow(dead_code)]
-fn _assert_enums(y: YachtType, c: CharterType) -> (Option<String>, Option<String>) {
-    (enum_text(&y), enum_text(&c))
 }
 
 /// `%text%` for LIKE with `\` as the escape character.
