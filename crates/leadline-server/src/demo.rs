@@ -83,6 +83,7 @@ pub fn banner(d: &Demo, base: &str, admin_key_source: &str) -> String {
          \"charter_from\": \"{from}\", \"charter_to\": \"{to}\", \"guests\": {{\"adults\": 6, \"children\": 2}}, \
          \"consent\": {{\"privacy_policy\": true}}}}'\n\n\
          Then list the leads:  curl -s {base}/v1/leads -H 'Authorization: Bearer {sk}'\n\
+         The fleet to quote:   curl -s {base}/v1/yachts -H 'Authorization: Bearer {sk}'\n\
          API document:         {base}/openapi.json\n",
         name = d.name,
         id = d.tenant_id,
