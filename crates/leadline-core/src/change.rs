@@ -79,6 +79,8 @@ pub enum Change {
         tenant_id: TenantId,
         /// Endpoint.
         id: WebhookEndpointId,
+        /// When.
+        at: DateTime<Utc>,
     },
     /// Erasure of a lead in the delivery stores: its pending messages are
     /// cancelled, and the personal data leaves outbox payloads, mail logs and dead

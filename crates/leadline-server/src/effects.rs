@@ -281,14 +281,10 @@ fn valid_key(k: &[u8]) -> bool {
 }
 
 /// Who owns an idempotency key: `admin` or the tenant of a valid key.
-async fn scope_of(state: &AppState, parts: &Parts) -> Option<String> {
+async fn scope_of(state: &AppState, parts: &mut Parts) -> Option<String> {
     if parts.uri.path().starts_with("/admin/") {
         let given = parts.headers.get("x-admin-key")?;
-        use subtle::ConstantTimeEq;
-        let ok: bool = crate::extract::sha2_digest(given.as_bytes())
-            .ct_eq(&state.admin_key_hash)
-            .into();
-        return ok.then(|| "admin".to_owned());
+        return crate::extract::is_admin_key(state, given.as_bytes()).then(|| "admin".to_owned());
     }
     let token = parts
         .headers
@@ -296,15 +292,12 @@ async fn scope_of(state: &AppState, parts: &Parts) -> Option<String> {
         .to_str()
         .ok()?
         .strip_prefix("Bearer ")?
-        .trim();
-    if !leadline_core::api_key::looks_like_key(token) {
+        .trim()
+        .to_owned();
+    if !leadline_core::api_key::looks_like_key(&token) {
         return None;
     }
-    let (key, tenant) = state
-        .store
-        .find_api_key(&leadline_core::api_key::hash_key(token))
-        .await
-        .ok()??;
+    let (key, tenant) = crate::extract::find_key(state, parts, &token).await.ok()??;
     key.revoked_at.is_none().then(|| tenant.id.to_string())
 }
 
@@ -405,7 +398,7 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
                 .into_response();
             return finish(&state, &fx, res, auditable).await;
         }
-        if let Some(scope) = scope_of(&state, &parts).await {
+        if let Some(scope) = scope_of(&state, &mut parts).await {
             let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
                 Ok(b) => b,
                 Err(_) => return finish(&state, &fx, ApiError::PayloadTooLarge.into_response(), auditable).await,

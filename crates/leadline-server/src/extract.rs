@@ -156,9 +156,7 @@ where
             .headers
             .get("x-admin-key")
             .ok_or(ApiError::Unauthorized("This route needs the X-Admin-Key header."))?;
-        // Compare hashes, so the comparison takes the same time whatever the length.
-        let given = sha2_digest(given.as_bytes());
-        if bool::from(given.ct_eq(&state.admin_key_hash)) {
+        if is_admin_key(&state, given.as_bytes()) {
             if let Some(fx) = parts.extensions.get::<Effects>() {
                 fx.set_actor(ActorType::Admin, Some("admin".into()), None);
             }
@@ -167,6 +165,31 @@ where
             Err(ApiError::Unauthorized("The admin key is not valid."))
         }
     }
+}
+
+/// Whether `given` is the admin key. Hashes are compared, so the comparison takes
+/// the same time whatever the length, in constant time.
+pub(crate) fn is_admin_key(state: &AppState, given: &[u8]) -> bool {
+    sha2_digest(given).ct_eq(&state.admin_key_hash).into()
+}
+
+/// The key a request authenticates with, looked up once per request: the
+/// idempotency layer may have found it already.
+#[derive(Clone)]
+struct ResolvedKey(Option<(ApiKey, Tenant)>);
+
+/// Finds the tenant key `token`, reusing an earlier lookup of the same request.
+pub(crate) async fn find_key(
+    state: &AppState,
+    parts: &mut Parts,
+    token: &str,
+) -> leadline_store::Result<Option<(ApiKey, Tenant)>> {
+    if let Some(ResolvedKey(found)) = parts.extensions.get::<ResolvedKey>() {
+        return Ok(found.clone());
+    }
+    let found = state.store.find_api_key(&hash_key(token)).await?;
+    parts.extensions.insert(ResolvedKey(found.clone()));
+    Ok(found)
 }
 
 pub(crate) fn sha2_digest(b: &[u8]) -> [u8; 32] {
@@ -212,9 +235,8 @@ where
         if !looks_like_key(token) {
             return Err(ApiError::Unauthorized("The API key is not valid."));
         }
-        let (key, tenant) = state
-            .store
-            .find_api_key(&hash_key(token))
+        let token = token.to_owned();
+        let (key, tenant) = find_key(&state, parts, &token)
             .await?
             .ok_or(ApiError::Unauthorized("The API key is not valid."))?;
         if key.revoked_at.is_some() {

@@ -530,6 +530,26 @@ macro_rules! common_queries {
             }))
         }
 
+        /// Binds an endpoint's columns as $1-$12: id, tenant, url, events, description,
+        /// enabled, disabled reason, secret, previous secret and its end, updated_at, version.
+        fn bind_endpoint<'q>(
+            q: sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>,
+            e: &'q WebhookEndpoint,
+        ) -> sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>> {
+            q.bind(e.id.as_str())
+                .bind(e.tenant_id.as_str())
+                .bind(&e.url)
+                .bind(Json(&e.events))
+                .bind(&e.description)
+                .bind(e.enabled)
+                .bind(&e.disabled_reason)
+                .bind(&e.secret)
+                .bind(&e.previous_secret)
+                .bind(e.previous_secret_until)
+                .bind(e.updated_at)
+                .bind(e.version)
+        }
+
         /// Applies one change inside the caller's transaction.
         async fn apply(conn: &mut Conn, change: &Change, out: &mut Committed) -> $crate::Result<()> {
             match change {
@@ -705,56 +725,23 @@ macro_rules! common_queries {
                     .map_err(StoreError::from_db)?;
                 }
                 Change::InsertEndpoint(e) => {
-                    sqlx::query(
-                        "INSERT INTO webhook_endpoints (id, tenant_id, url, events, description, enabled, disabled_reason, \
-                         secret, previous_secret, previous_secret_until, created_at, updated_at, version) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                    )
-                    .bind(e.id.as_str())
-                    .bind(e.tenant_id.as_str())
-                    .bind(&e.url)
-                    .bind(Json(&e.events))
-                    .bind(&e.description)
-                    .bind(e.enabled)
-                    .bind(&e.disabled_reason)
-                    .bind(&e.secret)
-                    .bind(&e.previous_secret)
-                    .bind(e.previous_secret_until)
-                    .bind(e.created_at)
-                    .bind(e.updated_at)
-                    .bind(e.version)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(StoreError::from_db)?;
+                    let sql = "INSERT INTO webhook_endpoints (id, tenant_id, url, events, description, enabled, disabled_reason, \
+                         secret, previous_secret, previous_secret_until, updated_at, version, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+                    bind_endpoint(sqlx::query(sql), e).bind(e.created_at).execute(&mut *conn).await.map_err(StoreError::from_db)?;
                 }
                 Change::UpdateEndpoint(e) => {
-                    let done = sqlx::query(
-                        "UPDATE webhook_endpoints SET url = $3, events = $4, description = $5, enabled = $6, \
+                    let sql = "UPDATE webhook_endpoints SET url = $3, events = $4, description = $5, enabled = $6, \
                          disabled_reason = $7, secret = $8, previous_secret = $9, previous_secret_until = $10, \
                          updated_at = $11, version = $12 \
-                         WHERE id = $1 AND tenant_id = $2 AND version = $12 - 1 AND deleted_at IS NULL",
-                    )
-                    .bind(e.id.as_str())
-                    .bind(e.tenant_id.as_str())
-                    .bind(&e.url)
-                    .bind(Json(&e.events))
-                    .bind(&e.description)
-                    .bind(e.enabled)
-                    .bind(&e.disabled_reason)
-                    .bind(&e.secret)
-                    .bind(&e.previous_secret)
-                    .bind(e.previous_secret_until)
-                    .bind(e.updated_at)
-                    .bind(e.version)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(StoreError::from_db)?;
+                         WHERE id = $1 AND tenant_id = $2 AND version = $12 - 1 AND deleted_at IS NULL";
+                    let done = bind_endpoint(sqlx::query(sql), e).execute(&mut *conn).await.map_err(StoreError::from_db)?;
                     if done.rows_affected() != 1 {
                         return Err(StoreError::Stale);
                     }
                 }
-                Change::DeleteEndpoint { tenant_id, id } => {
-                    let now = chrono::Utc::now();
+                Change::DeleteEndpoint { tenant_id, id, at } => {
+                    let now = *at;
                     sqlx::query("UPDATE webhook_endpoints SET deleted_at = $3, enabled = $4 WHERE id = $1 AND tenant_id = $2")
                         .bind(id.as_str())
                         .bind(tenant_id.as_str())

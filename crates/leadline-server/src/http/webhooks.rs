@@ -158,6 +158,7 @@ pub async fn delete_endpoint(
     let cs = ChangeSet::one(Change::DeleteEndpoint {
         tenant_id: auth.tenant.id.clone(),
         id: ep.id,
+        at: clock::now(),
     });
     fx.commit(s.store.as_ref(), cs, StatusCode::NO_CONTENT, |_| ()).await?;
     Ok(StatusCode::NO_CONTENT)
