@@ -97,7 +97,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// Opens the store the configuration names and migrates it.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
-    let store = leadline_store::open(config.database_url.expose_secret()).await?;
+    let store = leadline_store::open_with(config.database_url.expose_secret(), &config.writer).await?;
     store.migrate().await?;
     Ok(store)
 }

@@ -136,6 +136,8 @@ pub struct Config {
     pub delivery_log_retention: Duration,
     /// How often the janitor runs the cleanups (the backup runs daily).
     pub janitor_interval: Duration,
+    /// The SQLite writer's batch size, batch wait and queue capacity.
+    pub writer: leadline_store::WriterOptions,
 }
 
 /// Every setting: (name in the environment, default). The file uses the name
@@ -170,6 +172,9 @@ const SETTINGS: &[(&str, &str)] = &[
     ("LEADLINE_WORKER_POLL", "1s"),
     ("LEADLINE_DELIVERY_LOG_RETENTION", "90d"),
     ("LEADLINE_JANITOR_INTERVAL", "1h"),
+    ("LEADLINE_WRITER_MAX_BATCH", "256"),
+    ("LEADLINE_WRITER_MAX_WAIT", "0ms"),
+    ("LEADLINE_WRITER_QUEUE", "4096"),
 ];
 
 fn file_key(env: &str) -> String {
@@ -254,6 +259,18 @@ impl Config {
         let worker_poll = dur("LEADLINE_WORKER_POLL");
         let delivery_log_retention = dur("LEADLINE_DELIVERY_LOG_RETENTION");
         let janitor_interval = dur("LEADLINE_JANITOR_INTERVAL");
+        let writer_max_wait = {
+            let v = get("LEADLINE_WRITER_MAX_WAIT");
+            match humantime::parse_duration(&v) {
+                Ok(d) if d <= Duration::from_secs(1) => d,
+                _ => {
+                    errors.push(format!(
+                        "LEADLINE_WRITER_MAX_WAIT: {v:?} must be a duration from 0ms to 1s, such as 0ms or 2ms"
+                    ));
+                    Duration::ZERO
+                }
+            }
+        };
         let mut num = |k: &str, min: u32, max: u32| -> u32 {
             let v = get(k);
             match v.trim().parse::<u32>() {
@@ -277,6 +294,11 @@ impl Config {
         let rate_limit_admin_per_minute = class_limit("LEADLINE_RATE_LIMIT_ADMIN_PER_MINUTE");
         let retry_max_attempts = num("LEADLINE_RETRY_MAX_ATTEMPTS", 1, 100);
         let backup_keep = num("LEADLINE_BACKUP_KEEP", 1, 10_000);
+        let writer = leadline_store::WriterOptions {
+            max_batch: num("LEADLINE_WRITER_MAX_BATCH", 1, 10_000) as usize,
+            max_wait: writer_max_wait,
+            queue_capacity: num("LEADLINE_WRITER_QUEUE", 1, 1_000_000) as usize,
+        };
         let mut flag = |k: &str| -> bool {
             match get(k).trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => true,
@@ -403,6 +425,7 @@ impl Config {
             worker_poll,
             delivery_log_retention,
             janitor_interval,
+            writer,
         })
     }
 

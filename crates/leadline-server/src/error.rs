@@ -95,6 +95,10 @@ pub enum ApiError {
     /// Not implemented on this deployment (501).
     #[error("not implemented: {0}")]
     NotImplemented(String),
+    /// The database cannot take the write now (503, with `Retry-After`): its
+    /// queue is full, or its last commit failed. Nothing of the request is stored.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A bug or an outage (500); the cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -130,6 +134,7 @@ impl ApiError {
                 "Send the body as JSON with `Content-Type: application/json`.",
             ),
             Self::NotImplemented(d) => Problem::new(StatusCode::NOT_IMPLEMENTED, "not-implemented", d.clone()),
+            Self::Unavailable(d) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", d.clone()),
             Self::Internal(_) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -150,6 +155,13 @@ impl From<StoreError> for ApiError {
             StoreError::Stale => {
                 Self::Conflict("The resource changed while this request ran; read it again and retry.".into())
             }
+            StoreError::Busy => Self::Unavailable(
+                "The server is taking more writes than its database can commit; retry in a second.".into(),
+            ),
+            StoreError::Unavailable(why) => {
+                tracing::error!(cause = %why, "the database did not commit a write");
+                Self::Unavailable("The database cannot take writes right now; retry shortly.".into())
+            }
             other => Self::Internal(format!("store: {other}")),
         }
     }
@@ -163,6 +175,12 @@ impl IntoResponse for ApiError {
         let problem = self.problem();
         let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut res = status.into_response();
+        if matches!(self, Self::Unavailable(_)) {
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if matches!(self, Self::Unauthorized(_)) {
             res.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -27,6 +27,7 @@ use leadline_core::tenant::Tenant;
 use leadline_core::webhook::WebhookEndpoint;
 use leadline_core::yacht::Yacht;
 
+mod cache;
 mod common;
 mod migrate;
 pub mod postgres;
@@ -60,6 +61,13 @@ pub enum StoreError {
     /// The backend cannot do this; the text says what to use instead.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
+    /// The writer's queue is full: the database is behind; retry shortly.
+    #[error("the database is busy")]
+    Busy,
+    /// The database cannot take writes now (its last commit failed, or it is
+    /// shutting down); the text says why.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -81,7 +89,9 @@ impl StoreError {
     }
 }
 
+pub use cache::CACHE_TTL;
 pub use leadline_core::change::Committed;
+pub use sqlite::{WriterOptions, WriterStats};
 
 /// A request made with an `Idempotency-Key`, as it claims its record.
 #[derive(Debug, Clone)]
@@ -278,8 +288,14 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store a database URL names (`sqlite://...` or `postgres://...`).
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    open_with(url, &WriterOptions::default()).await
+}
+
+/// Like [`open`], with the SQLite writer's batching and queue bounds (PostgreSQL
+/// has no single writer and ignores them).
+pub async fn open_with(url: &str, writer: &WriterOptions) -> Result<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open_with(url, writer).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(std::sync::Arc::new(postgres::PgStore::open(url).await?))
     } else {

@@ -35,6 +35,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "fleet",
         sql: include_str!("../migrations/sqlite/0005_fleet.sql"),
     },
+    Migration {
+        version: 6,
+        name: "writer_probe",
+        sql: include_str!("../migrations/sqlite/0006_writer_probe.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations.

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 use sqlx::postgres::PgPoolOptions;
 
+use crate::cache::ReadCache;
 use crate::common::common_queries;
 use crate::migrate::{CREATE_TABLE, Migration, POSTGRES};
 use crate::{Backend, Store};
@@ -32,6 +33,7 @@ const MIGRATION_LOCK: i64 = 0x4c45_4144_4c49_4e45; // "LEADLINE"
 /// The PostgreSQL store.
 pub struct PgStore {
     pool: sqlx::PgPool,
+    cache: ReadCache,
 }
 
 impl PgStore {
@@ -42,7 +44,10 @@ impl PgStore {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            cache: ReadCache::new(),
+        })
     }
 }
 
@@ -87,9 +92,13 @@ impl Store for PgStore {
     }
 
     async fn commit(&self, changes: ChangeSet) -> crate::Result<Committed> {
+        let touches_cache = ReadCache::touched_by(&changes);
         let mut tx = self.pool.begin().await?;
         let out = apply_set(&mut tx, changes).await?;
         tx.commit().await?;
+        if touches_cache {
+            self.cache.invalidate();
+        }
         Ok(out)
     }
 
@@ -126,7 +135,7 @@ impl Store for PgStore {
     }
 
     async fn find_api_key(&self, hash: &str) -> crate::Result<Option<(ApiKey, Tenant)>> {
-        q_find_api_key(&self.pool, hash).await
+        self.cache.key(hash, q_find_api_key(&self.pool, hash)).await
     }
 
     async fn list_api_keys(&self, tenant: &TenantId) -> crate::Result<Vec<ApiKey>> {
@@ -166,6 +175,9 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         let out = report_in(&mut tx, report, " FOR UPDATE").await?;
         tx.commit().await?;
+        if report.disable_endpoint {
+            self.cache.invalidate();
+        }
         Ok(out)
     }
 
@@ -182,7 +194,7 @@ impl Store for PgStore {
     }
 
     async fn list_endpoints(&self, tenant: &TenantId) -> crate::Result<Vec<WebhookEndpoint>> {
-        q_list_endpoints(&self.pool, tenant).await
+        self.cache.endpoints(tenant, q_list_endpoints(&self.pool, tenant)).await
     }
 
     async fn list_mail_logs(&self, tenant: &TenantId, page: &PageRequest) -> crate::Result<Vec<MailLog>> {

@@ -1,8 +1,9 @@
 //! The embedded SQLite backend: one file, WAL, `synchronous=FULL`, foreign keys on.
 //!
-//! SQLite allows one writer at a time, so every write goes through one connection
-//! behind a mutex and opens with `BEGIN IMMEDIATE` (it takes the write lock at
-//! once, so a transaction never fails half-way for want of it). Reads use a pool.
+//! SQLite allows one writer at a time. Every write of the process is a job for the
+//! [`writer`] task, which owns the one write connection and commits many jobs in
+//! one transaction (group commit, a savepoint per job). Reads use a pool of
+//! read-only connections.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,11 +11,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection};
-use tokio::sync::Mutex;
 
+use crate::cache::ReadCache;
 use crate::common::common_queries;
 use crate::migrate::{CREATE_TABLE, Migration, SQLITE};
 use crate::{Backend, Store};
+
+mod writer;
+
+use writer::{Admission, Writer};
+pub use writer::{WriterOptions, WriterStats};
 
 type Db = sqlx::Sqlite;
 type Conn = SqliteConnection;
@@ -56,14 +62,21 @@ pub async fn check_file(path: &std::path::Path) -> crate::Result<i64> {
 
 /// The SQLite store.
 pub struct SqliteStore {
-    writer: Mutex<SqliteConnection>,
+    writer: Writer,
     readers: sqlx::SqlitePool,
     backup_opts: SqliteConnectOptions,
+    cache: ReadCache,
 }
 
 impl SqliteStore {
-    /// Opens (creating when missing) the database file a `sqlite://` URL names.
+    /// Opens (creating when missing) the database file a `sqlite://` URL names,
+    /// with the default writer bounds.
     pub async fn open(url: &str) -> crate::Result<Self> {
+        Self::open_with(url, &WriterOptions::default()).await
+    }
+
+    /// Opens the database file a `sqlite://` URL names with the writer's bounds.
+    pub async fn open_with(url: &str, writer: &WriterOptions) -> crate::Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Config(format!("bad sqlite URL: {e}")))?
             .create_if_missing(true)
@@ -77,40 +90,41 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let writer = SqliteConnection::connect_with(&opts).await?;
+        let conn = SqliteConnection::connect_with(&opts).await?;
         let backup_opts = opts.clone();
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
-            .connect_with(opts.read_only(true))
+            .connect_with(opts.clone().read_only(true))
             .await?;
         Ok(Self {
-            writer: Mutex::new(writer),
+            writer: Writer::start(conn, opts, writer),
             readers,
             backup_opts,
+            cache: ReadCache::new(),
         })
     }
 
-    /// Runs `f` in a write transaction on the writer connection.
-    async fn write<T>(
+    /// The writer's counters (batches and jobs committed, jobs refused).
+    pub fn writer_stats(&self) -> &WriterStats {
+        self.writer.stats()
+    }
+
+    /// Runs `f` in the writer's next transaction, waiting for room in its queue.
+    async fn write<T: Send + 'static>(
         &self,
-        f: impl for<'c> FnOnce(&'c mut Conn) -> futures_core::future::BoxFuture<'c, crate::Result<T>>,
+        f: impl for<'c> FnOnce(&'c mut Conn) -> futures_core::future::BoxFuture<'c, crate::Result<T>> + Send + 'static,
     ) -> crate::Result<T> {
-        let mut conn = self.writer.lock().await;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        match f(&mut conn).await {
-            Ok(v) => match sqlx::query("COMMIT").execute(&mut *conn).await {
-                Ok(_) => Ok(v),
-                Err(e) => {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    Err(e.into())
-                }
-            },
-            Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e)
-            }
-        }
+        self.writer.run(Admission::Wait, f).await
+    }
+
+    /// Like `write`, refusing with [`StoreError::Busy`] when the queue is full
+    /// (the writes of requests, which answer 503 and are retried by the client).
+    async fn write_or_refuse<T: Send + 'static>(
+        &self,
+        f: impl for<'c> FnOnce(&'c mut Conn) -> futures_core::future::BoxFuture<'c, crate::Result<T>> + Send + 'static,
+    ) -> crate::Result<T> {
+        self.writer.run(Admission::Reject, f).await
     }
 }
 
@@ -121,7 +135,7 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> crate::Result<()> {
-        self.write(|conn| {
+        self.write(move |conn| {
             Box::pin(async move {
                 sqlx::query(CREATE_TABLE).execute(&mut *conn).await?;
                 let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
@@ -149,22 +163,27 @@ impl Store for SqliteStore {
         let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
             .fetch_one(&self.readers)
             .await?;
-        Ok(v == Some(latest))
+        Ok(v == Some(latest) && !self.writer.is_failing())
     }
 
     async fn commit(&self, changes: ChangeSet) -> crate::Result<Committed> {
-        self.write(|conn| Box::pin(apply_set(conn, changes))).await
+        let touches_cache = ReadCache::touched_by(&changes);
+        let committed = self.write_or_refuse(|conn| Box::pin(apply_set(conn, changes))).await;
+        if touches_cache {
+            self.cache.invalidate();
+        }
+        committed
     }
 
     async fn claim_idempotency(&self, claim: &IdempotencyClaim) -> crate::Result<ClaimOutcome> {
         let claim = claim.clone();
-        self.write(|conn| Box::pin(async move { claim_in(conn, &claim, "").await }))
+        self.write_or_refuse(move |conn| Box::pin(async move { claim_in(conn, &claim, "").await }))
             .await
     }
 
     async fn release_idempotency(&self, scope: &str, key: &str) -> crate::Result<()> {
         let (scope, key) = (scope.to_owned(), key.to_owned());
-        self.write(|conn| {
+        self.write(move |conn| {
             Box::pin(async move {
                 sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'")
                     .bind(scope)
@@ -194,7 +213,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_api_key(&self, hash: &str) -> crate::Result<Option<(ApiKey, Tenant)>> {
-        q_find_api_key(&self.readers, hash).await
+        self.cache.key(hash, q_find_api_key(&self.readers, hash)).await
     }
 
     async fn list_api_keys(&self, tenant: &TenantId) -> crate::Result<Vec<ApiKey>> {
@@ -217,14 +236,20 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> crate::Result<Vec<OutboxMessage>> {
         let worker = worker.to_owned();
-        self.write(|conn| Box::pin(async move { claim_due_in(conn, &worker, now, locked_until, limit, "").await }))
+        self.write(move |conn| Box::pin(async move { claim_due_in(conn, &worker, now, locked_until, limit, "").await }))
             .await
     }
 
     async fn report_attempt(&self, report: &AttemptReport) -> crate::Result<bool> {
+        let disables = report.disable_endpoint;
         let report = report.clone();
-        self.write(|conn| Box::pin(async move { report_in(conn, &report, "").await }))
-            .await
+        let done = self
+            .write(|conn| Box::pin(async move { report_in(conn, &report, "").await }))
+            .await;
+        if disables {
+            self.cache.invalidate();
+        }
+        done
     }
 
     async fn get_message(&self, id: &MsgId) -> crate::Result<Option<OutboxMessage>> {
@@ -240,7 +265,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_endpoints(&self, tenant: &TenantId) -> crate::Result<Vec<WebhookEndpoint>> {
-        q_list_endpoints(&self.readers, tenant).await
+        self.cache
+            .endpoints(tenant, q_list_endpoints(&self.readers, tenant))
+            .await
     }
 
     async fn list_mail_logs(&self, tenant: &TenantId, page: &PageRequest) -> crate::Result<Vec<MailLog>> {
@@ -261,26 +288,28 @@ impl Store for SqliteStore {
     }
 
     async fn cleanup_idempotency(&self, now: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(|c| {
+        self.write(move |c| {
             Box::pin(async move { delete_before(c, "DELETE FROM idempotency_keys WHERE expires_at <= $1", now).await })
         })
         .await
     }
 
     async fn cleanup_audit(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(|c| Box::pin(async move { delete_before(c, "DELETE FROM audit_logs WHERE at < $1", cutoff).await }))
-            .await
+        self.write(move |c| {
+            Box::pin(async move { delete_before(c, "DELETE FROM audit_logs WHERE at < $1", cutoff).await })
+        })
+        .await
     }
 
     async fn cleanup_dead_letters(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(|c| {
+        self.write(move |c| {
             Box::pin(async move { delete_before(c, "DELETE FROM dead_letters WHERE created_at < $1", cutoff).await })
         })
         .await
     }
 
     async fn cleanup_deliveries(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(|c| Box::pin(async move { cleanup_deliveries_in(c, cutoff).await }))
+        self.write(move |c| Box::pin(async move { cleanup_deliveries_in(c, cutoff).await }))
             .await
     }
 
@@ -292,7 +321,7 @@ impl Store for SqliteStore {
         until: chrono::DateTime<chrono::Utc>,
     ) -> crate::Result<bool> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.write(|c| Box::pin(async move { try_lease_in(c, &name, &holder, now, until).await }))
+        self.write(move |c| Box::pin(async move { try_lease_in(c, &name, &holder, now, until).await }))
             .await
     }
 
@@ -366,9 +395,7 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.readers.close().await;
-        let conn = self.writer.lock().await;
-        // Checkpoint so the main file holds everything; the connection closes on drop.
-        let mut conn = conn;
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await;
+        // Queued writes finish, then the WAL is checkpointed into the main file.
+        self.writer.close().await;
     }
 }
