@@ -54,13 +54,13 @@ pub(crate) const DEAD_LETTER_COLUMNS: &str =
 pub(crate) const TENANT_COLUMNS: &str = "id, name, slug, status, settings, created_at, updated_at, version";
 pub(crate) const KEY_COLUMNS: &str = "id, tenant_id, kind, prefix, key_hash, created_at, revoked_at";
 
-/// Expands the shared queries in a backend module that defines `Db` (the sqlx
-/// database), `Conn` (its connection) and `async fn lock_dedupe(&mut Conn, &str)`.
+/// Expands the shared reads in a backend module that defines `Db` (the sqlx
+/// database).
 macro_rules! common_queries {
     () => {
         use leadline_core::api_key::{ApiKey, KeyKind};
         use leadline_core::audit::{ActorType, AuditEntry, AuditFilter, AuditScope};
-        use leadline_core::change::{Change, ChangeSet, IdempotentResponse};
+        use leadline_core::change::ChangeSet;
         use leadline_core::id::AuditId;
         use $crate::{ClaimOutcome, IdempotencyClaim};
         use leadline_core::id::{ApiKeyId, LeadId, TenantId, YachtId};
@@ -73,7 +73,7 @@ macro_rules! common_queries {
         use sqlx::types::Json;
         use $crate::common::{
             DEAD_LETTER_COLUMNS, ENDPOINT_COLUMNS, KEY_COLUMNS, LEAD_COLUMNS, MAIL_LOG_COLUMNS, OUTBOX_COLUMNS, TENANT_COLUMNS,
-            enum_text, like_pattern, text_enum,
+            like_pattern, text_enum,
         };
         use leadline_core::delivery::{
             Attempt, AttemptReport, DeadLetter, MailLog, MailStatus, MessageKind, MessageStatus, OutboxMessage, Payload,
@@ -175,50 +175,6 @@ macro_rules! common_queries {
             })
         }
 
-        /// Binds every lead column in `LEAD_COLUMNS` order, then `name_key`,
-        /// `email_key` and `dedupe_key` ($34-$36).
-        fn bind_lead<'q>(
-            q: sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>,
-            l: &'q Lead,
-        ) -> sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>> {
-            q.bind(l.id.as_str())
-                .bind(l.tenant_id.as_str())
-                .bind(l.status.as_str())
-                .bind(&l.name)
-                .bind(l.email.as_str())
-                .bind(&l.phone)
-                .bind(&l.phone_e164)
-                .bind(l.charter_from)
-                .bind(l.charter_to)
-                .bind(l.flexible_dates)
-                .bind(l.guests.map(|g| i64::from(g.adults)))
-                .bind(l.guests.map(|g| i64::from(g.children)))
-                .bind(&l.destination)
-                .bind(l.yacht_type.as_ref().and_then(enum_text))
-                .bind(l.charter_type.as_ref().and_then(enum_text))
-                .bind(l.yacht_id.as_ref().map(|y| y.as_str()))
-                .bind(l.budget.map(|b| b.amount))
-                .bind(l.budget.map(|b| b.currency.as_str().to_owned()))
-                .bind(&l.experience)
-                .bind(&l.message)
-                .bind(&l.locale)
-                .bind(&l.source)
-                .bind(l.utm.as_ref().map(Json))
-                .bind(l.consent.privacy_policy)
-                .bind(l.consent.marketing)
-                .bind(&l.assigned_to)
-                .bind(&l.notes)
-                .bind(Json(&l.tags))
-                .bind(l.duplicate_of.as_ref().map(|d| d.as_str()))
-                .bind(l.created_at)
-                .bind(l.updated_at)
-                .bind(l.version)
-                .bind(l.erased_at)
-                .bind(l.name.to_lowercase())
-                .bind(l.email.match_key())
-                .bind(l.dedupe_key())
-        }
-
         fn audit_from_row(r: &DbRow) -> $crate::Result<AuditEntry> {
             let actor: String = r.try_get("actor_type")?;
             let tenant: Option<String> = r.try_get("tenant_id")?;
@@ -317,6 +273,368 @@ macro_rules! common_queries {
                 created_at: r.try_get("created_at")?,
                 replayed_at: r.try_get("replayed_at")?,
             })
+        }
+
+        async fn q_get_message(pool: &sqlx::Pool<Db>, id: &MsgId) -> $crate::Result<Option<OutboxMessage>> {
+            let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
+            let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(pool).await?;
+            row.as_ref().map(message_from_row).transpose()
+        }
+
+        async fn q_outbox_pending(pool: &sqlx::Pool<Db>) -> $crate::Result<i64> {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetch_one(pool).await?)
+        }
+
+        async fn q_get_endpoint(pool: &sqlx::Pool<Db>, tenant: &TenantId, id: &WebhookEndpointId) -> $crate::Result<Option<WebhookEndpoint>> {
+            let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL");
+            let row = sqlx::query(&sql).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(pool).await?;
+            row.as_ref().map(endpoint_from_row).transpose()
+        }
+
+        async fn q_list_endpoints(pool: &sqlx::Pool<Db>, tenant: &TenantId) -> $crate::Result<Vec<WebhookEndpoint>> {
+            let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY id");
+            let rows = sqlx::query(&sql).bind(tenant.as_str()).fetch_all(pool).await?;
+            rows.iter().map(endpoint_from_row).collect()
+        }
+
+        async fn q_list_mail_logs(pool: &sqlx::Pool<Db>, tenant: &TenantId, page: &PageRequest) -> $crate::Result<Vec<MailLog>> {
+            let sql = format!(
+                "SELECT {MAIL_LOG_COLUMNS} FROM mail_logs WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(tenant.as_str())
+                .bind(page.after.as_deref())
+                .bind(i64::from(page.limit) + 1)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(mail_log_from_row).collect()
+        }
+
+        async fn q_list_dead_letters(
+            pool: &sqlx::Pool<Db>,
+            tenant: &TenantId,
+            kind: Option<MessageKind>,
+            page: &PageRequest,
+        ) -> $crate::Result<Vec<DeadLetter>> {
+            let sql = format!(
+                "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) \
+                 AND ($3 IS NULL OR kind = $3) ORDER BY id DESC LIMIT $4"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(tenant.as_str())
+                .bind(page.after.as_deref())
+                .bind(kind.map(|k| k.as_str()))
+                .bind(i64::from(page.limit) + 1)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(dead_letter_from_row).collect()
+        }
+
+        async fn q_get_dead_letter(pool: &sqlx::Pool<Db>, tenant: Option<&TenantId>, id: &DeadLetterId) -> $crate::Result<Option<DeadLetter>> {
+            let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)");
+            let row = sqlx::query(&sql).bind(id.as_str()).bind(tenant.map(|t| t.as_str())).fetch_optional(pool).await?;
+            row.as_ref().map(dead_letter_from_row).transpose()
+        }
+
+        fn yacht_from_row(r: &DbRow) -> $crate::Result<Yacht> {
+            let Json(mut y): Json<Yacht> = r.try_get("data")?;
+            y.tenant_id = TenantId::from_trusted(r.try_get("tenant_id")?);
+            y.version = r.try_get("version")?;
+            Ok(y)
+        }
+
+        fn quote_from_row(r: &DbRow) -> $crate::Result<Quote> {
+            let Json(mut q): Json<Quote> = r.try_get("data")?;
+            q.tenant_id = TenantId::from_trusted(r.try_get("tenant_id")?);
+            q.version = r.try_get("version")?;
+            q.token = r.try_get("token")?;
+            let status: String = r.try_get("status")?;
+            q.status = QuoteStatus::parse(&status).ok_or_else(|| corrupt("quote status"))?;
+            Ok(q)
+        }
+
+        fn booking_from_row(r: &DbRow) -> $crate::Result<Booking> {
+            Ok(Booking {
+                id: leadline_core::id::BookingId::from_trusted(r.try_get("id")?),
+                tenant_id: TenantId::from_trusted(r.try_get("tenant_id")?),
+                yacht_id: YachtId::from_trusted(r.try_get("yacht_id")?),
+                quote_id: QuoteId::from_trusted(r.try_get("quote_id")?),
+                lead_id: LeadId::from_trusted(r.try_get("lead_id")?),
+                charter_from: r.try_get("charter_from")?,
+                charter_to: r.try_get("charter_to")?,
+                created_at: r.try_get("created_at")?,
+            })
+        }
+
+        const QUOTE_COLUMNS: &str = "id, tenant_id, status, token, data, version";
+
+        async fn q_get_yacht(pool: &sqlx::Pool<Db>, tenant: &TenantId, id: &YachtId) -> $crate::Result<Option<Yacht>> {
+            let row = sqlx::query("SELECT tenant_id, data, version FROM yachts WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(yacht_from_row).transpose()
+        }
+
+        async fn q_list_yachts(pool: &sqlx::Pool<Db>, tenant: &TenantId, archived: bool, page: &PageRequest) -> $crate::Result<Vec<Yacht>> {
+            let rows = sqlx::query(
+                "SELECT tenant_id, data, version FROM yachts WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) \
+                 AND ($3 OR archived_at IS NULL) ORDER BY id DESC LIMIT $4",
+            )
+            .bind(tenant.as_str())
+            .bind(page.after.as_deref())
+            .bind(archived)
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(yacht_from_row).collect()
+        }
+
+        async fn q_get_quote(pool: &sqlx::Pool<Db>, tenant: &TenantId, id: &QuoteId) -> $crate::Result<Option<Quote>> {
+            let sql = format!("SELECT {QUOTE_COLUMNS} FROM quotes WHERE tenant_id = $1 AND id = $2");
+            let row = sqlx::query(&sql).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(pool).await?;
+            row.as_ref().map(quote_from_row).transpose()
+        }
+
+        async fn q_get_quote_by_token(pool: &sqlx::Pool<Db>, token: &str) -> $crate::Result<Option<Quote>> {
+            let sql = format!("SELECT {QUOTE_COLUMNS} FROM quotes WHERE token = $1");
+            let row = sqlx::query(&sql).bind(token).fetch_optional(pool).await?;
+            row.as_ref().map(quote_from_row).transpose()
+        }
+
+        async fn q_list_quotes(
+            pool: &sqlx::Pool<Db>,
+            tenant: &TenantId,
+            lead: Option<&LeadId>,
+            status: Option<QuoteStatus>,
+            page: &PageRequest,
+        ) -> $crate::Result<Vec<Quote>> {
+            let sql = format!(
+                "SELECT {QUOTE_COLUMNS} FROM quotes WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) \
+                 AND ($3 IS NULL OR lead_id = $3) AND ($4 IS NULL OR status = $4) ORDER BY id DESC LIMIT $5"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(tenant.as_str())
+                .bind(page.after.as_deref())
+                .bind(lead.map(|l| l.as_str()))
+                .bind(status.map(|s| s.as_str()))
+                .bind(i64::from(page.limit) + 1)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(quote_from_row).collect()
+        }
+
+        async fn q_list_bookings(
+            pool: &sqlx::Pool<Db>,
+            tenant: &TenantId,
+            yacht: &YachtId,
+            from: chrono::NaiveDate,
+            to: chrono::NaiveDate,
+        ) -> $crate::Result<Vec<Booking>> {
+            let rows = sqlx::query(
+                "SELECT id, tenant_id, yacht_id, quote_id, lead_id, charter_from, charter_to, created_at FROM bookings \
+                 WHERE tenant_id = $1 AND yacht_id = $2 AND charter_from < $4 AND charter_to > $3 ORDER BY charter_from",
+            )
+            .bind(tenant.as_str())
+            .bind(yacht.as_str())
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(booking_from_row).collect()
+        }
+
+        async fn q_list_held_quotes(
+            pool: &sqlx::Pool<Db>,
+            tenant: &TenantId,
+            yacht: &YachtId,
+            from: chrono::NaiveDate,
+            to: chrono::NaiveDate,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::Result<Vec<Quote>> {
+            let sql = format!(
+                "SELECT {QUOTE_COLUMNS} FROM quotes WHERE tenant_id = $1 AND yacht_id = $2 AND status = 'sent' \
+                 AND valid_until >= $5 AND charter_from < $4 AND charter_to > $3 ORDER BY charter_from"
+            );
+            let rows = sqlx::query(&sql).bind(tenant.as_str()).bind(yacht.as_str()).bind(from).bind(to).bind(now).fetch_all(pool).await?;
+            rows.iter().map(quote_from_row).collect()
+        }
+
+        async fn q_stale_quotes(pool: &sqlx::Pool<Db>, now: chrono::DateTime<chrono::Utc>, limit: u32) -> $crate::Result<Vec<Quote>> {
+            let sql = format!("SELECT {QUOTE_COLUMNS} FROM quotes WHERE status = 'sent' AND valid_until < $1 ORDER BY valid_until LIMIT $2");
+            let rows = sqlx::query(&sql).bind(now).bind(i64::from(limit)).fetch_all(pool).await?;
+            rows.iter().map(quote_from_row).collect()
+        }
+
+        async fn q_list_audit(pool: &sqlx::Pool<Db>, f: &AuditFilter, page: &PageRequest) -> $crate::Result<Vec<AuditEntry>> {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "SELECT id, tenant_id, at, actor_type, actor_id, action, resource_type, resource_id, request_id, ip, \
+                 user_agent, status, details FROM audit_logs WHERE 1 = 1",
+            );
+            if let AuditScope::Tenant(t) = &f.scope {
+                qb.push(" AND tenant_id = ").push_bind(t.as_str().to_owned());
+            }
+            if let Some(after) = &page.after {
+                qb.push(" AND id < ").push_bind(after.clone());
+            }
+            if let Some(a) = &f.action {
+                qb.push(" AND action = ").push_bind(a.clone());
+            }
+            if let Some(t) = f.since {
+                qb.push(" AND at >= ").push_bind(t);
+            }
+            if let Some(t) = f.until {
+                qb.push(" AND at < ").push_bind(t);
+            }
+            if let Some(r) = &f.resource_id {
+                qb.push(" AND resource_id = ").push_bind(r.clone());
+            }
+            qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
+            let rows = qb.build().fetch_all(pool).await?;
+            rows.iter().map(audit_from_row).collect()
+        }
+
+        async fn q_get_tenant(pool: &sqlx::Pool<Db>, id: &TenantId) -> $crate::Result<Option<Tenant>> {
+            let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
+            let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(pool).await?;
+            row.as_ref().map(tenant_from_row).transpose()
+        }
+
+        async fn q_get_tenant_by_slug(pool: &sqlx::Pool<Db>, slug: &str) -> $crate::Result<Option<Tenant>> {
+            let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1");
+            let row = sqlx::query(&sql).bind(slug).fetch_optional(pool).await?;
+            row.as_ref().map(tenant_from_row).transpose()
+        }
+
+        async fn q_list_tenants(pool: &sqlx::Pool<Db>, page: &PageRequest) -> $crate::Result<Vec<Tenant>> {
+            let sql = format!(
+                "SELECT {TENANT_COLUMNS} FROM tenants WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(page.after.as_deref())
+                .bind(i64::from(page.limit) + 1)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(tenant_from_row).collect()
+        }
+
+        async fn q_find_api_key(pool: &sqlx::Pool<Db>, hash: &str) -> $crate::Result<Option<(ApiKey, Tenant)>> {
+            let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1");
+            let Some(row) = sqlx::query(&sql).bind(hash).fetch_optional(pool).await? else {
+                return Ok(None);
+            };
+            let key = key_from_row(&row)?;
+            let tenant = q_get_tenant(pool, &key.tenant_id).await?.ok_or_else(|| corrupt("key without tenant"))?;
+            Ok(Some((key, tenant)))
+        }
+
+        async fn q_list_api_keys(pool: &sqlx::Pool<Db>, tenant: &TenantId) -> $crate::Result<Vec<ApiKey>> {
+            let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY id DESC");
+            let rows = sqlx::query(&sql).bind(tenant.as_str()).fetch_all(pool).await?;
+            rows.iter().map(key_from_row).collect()
+        }
+
+        async fn q_get_lead(pool: &sqlx::Pool<Db>, tenant: &TenantId, id: &LeadId) -> $crate::Result<Option<Lead>> {
+            let sql = format!("SELECT {LEAD_COLUMNS} FROM leads WHERE tenant_id = $1 AND id = $2 AND erased_at IS NULL");
+            let row = sqlx::query(&sql).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(pool).await?;
+            row.as_ref().map(lead_from_row).transpose()
+        }
+
+        async fn q_list_leads(
+            pool: &sqlx::Pool<Db>,
+            tenant: &TenantId,
+            f: &LeadFilter,
+            page: &PageRequest,
+        ) -> $crate::Result<Vec<Lead>> {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(format!("SELECT {LEAD_COLUMNS} FROM leads WHERE tenant_id = "));
+            qb.push_bind(tenant.as_str().to_owned()).push(" AND erased_at IS NULL");
+            if let Some(after) = &page.after {
+                qb.push(" AND id < ").push_bind(after.clone());
+            }
+            if let Some(s) = f.status {
+                qb.push(" AND status = ").push_bind(s.as_str());
+            }
+            if let Some(t) = f.created_after {
+                qb.push(" AND created_at >= ").push_bind(t);
+            }
+            if let Some(t) = f.created_before {
+                qb.push(" AND created_at < ").push_bind(t);
+            }
+            if let Some(y) = &f.yacht_id {
+                qb.push(" AND yacht_id = ").push_bind(y.as_str().to_owned());
+            }
+            if let Some(q) = &f.q {
+                let text = like_pattern(&q.to_lowercase());
+                qb.push(" AND (name_key LIKE ").push_bind(text.clone()).push(" ESCAPE '\\'");
+                qb.push(" OR email_key LIKE ").push_bind(text).push(" ESCAPE '\\'");
+                let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+                if digits.len() >= 3 {
+                    qb.push(" OR phone_e164 LIKE ").push_bind(like_pattern(&digits)).push(" ESCAPE '\\'");
+                }
+                qb.push(")");
+            }
+            qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
+            let rows = qb.build().fetch_all(pool).await?;
+            rows.iter().map(lead_from_row).collect()
+        }
+    };
+}
+
+pub(crate) use common_queries;
+
+/// Expands the shared writes (sqlx, inside the caller's transaction) in a backend
+/// module that has expanded [`common_queries!`] and defines `Conn` (its connection),
+/// `ROW_LOCK` and `async fn lock_dedupe(&mut Conn, &str)`. PostgreSQL writes
+/// through these; SQLite's single writer has its own synchronous port of them
+/// (`sqlite/write.rs`).
+macro_rules! common_writes {
+    () => {
+        use leadline_core::change::{Change, IdempotentResponse};
+        use $crate::common::enum_text;
+
+        /// Binds every lead column in `LEAD_COLUMNS` order, then `name_key`,
+        /// `email_key` and `dedupe_key` ($34-$36).
+        fn bind_lead<'q>(
+            q: sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>,
+            l: &'q Lead,
+        ) -> sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>> {
+            q.bind(l.id.as_str())
+                .bind(l.tenant_id.as_str())
+                .bind(l.status.as_str())
+                .bind(&l.name)
+                .bind(l.email.as_str())
+                .bind(&l.phone)
+                .bind(&l.phone_e164)
+                .bind(l.charter_from)
+                .bind(l.charter_to)
+                .bind(l.flexible_dates)
+                .bind(l.guests.map(|g| i64::from(g.adults)))
+                .bind(l.guests.map(|g| i64::from(g.children)))
+                .bind(&l.destination)
+                .bind(l.yacht_type.as_ref().and_then(enum_text))
+                .bind(l.charter_type.as_ref().and_then(enum_text))
+                .bind(l.yacht_id.as_ref().map(|y| y.as_str()))
+                .bind(l.budget.map(|b| b.amount))
+                .bind(l.budget.map(|b| b.currency.as_str().to_owned()))
+                .bind(&l.experience)
+                .bind(&l.message)
+                .bind(&l.locale)
+                .bind(&l.source)
+                .bind(l.utm.as_ref().map(Json))
+                .bind(l.consent.privacy_policy)
+                .bind(l.consent.marketing)
+                .bind(&l.assigned_to)
+                .bind(&l.notes)
+                .bind(Json(&l.tags))
+                .bind(l.duplicate_of.as_ref().map(|d| d.as_str()))
+                .bind(l.created_at)
+                .bind(l.updated_at)
+                .bind(l.version)
+                .bind(l.erased_at)
+                .bind(l.name.to_lowercase())
+                .bind(l.email.match_key())
+                .bind(l.dedupe_key())
         }
 
         /// Claims due messages inside the caller's transaction; `lock` is the
@@ -962,67 +1280,6 @@ macro_rules! common_queries {
             Ok(out)
         }
 
-        async fn q_get_message(pool: &sqlx::Pool<Db>, id: &MsgId) -> $crate::Result<Option<OutboxMessage>> {
-            let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
-            let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(pool).await?;
-            row.as_ref().map(message_from_row).transpose()
-        }
-
-        async fn q_outbox_pending(pool: &sqlx::Pool<Db>) -> $crate::Result<i64> {
-            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetch_one(pool).await?)
-        }
-
-        async fn q_get_endpoint(pool: &sqlx::Pool<Db>, tenant: &TenantId, id: &WebhookEndpointId) -> $crate::Result<Option<WebhookEndpoint>> {
-            let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL");
-            let row = sqlx::query(&sql).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(pool).await?;
-            row.as_ref().map(endpoint_from_row).transpose()
-        }
-
-        async fn q_list_endpoints(pool: &sqlx::Pool<Db>, tenant: &TenantId) -> $crate::Result<Vec<WebhookEndpoint>> {
-            let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY id");
-            let rows = sqlx::query(&sql).bind(tenant.as_str()).fetch_all(pool).await?;
-            rows.iter().map(endpoint_from_row).collect()
-        }
-
-        async fn q_list_mail_logs(pool: &sqlx::Pool<Db>, tenant: &TenantId, page: &PageRequest) -> $crate::Result<Vec<MailLog>> {
-            let sql = format!(
-                "SELECT {MAIL_LOG_COLUMNS} FROM mail_logs WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(tenant.as_str())
-                .bind(page.after.as_deref())
-                .bind(i64::from(page.limit) + 1)
-                .fetch_all(pool)
-                .await?;
-            rows.iter().map(mail_log_from_row).collect()
-        }
-
-        async fn q_list_dead_letters(
-            pool: &sqlx::Pool<Db>,
-            tenant: &TenantId,
-            kind: Option<MessageKind>,
-            page: &PageRequest,
-        ) -> $crate::Result<Vec<DeadLetter>> {
-            let sql = format!(
-                "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) \
-                 AND ($3 IS NULL OR kind = $3) ORDER BY id DESC LIMIT $4"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(tenant.as_str())
-                .bind(page.after.as_deref())
-                .bind(kind.map(|k| k.as_str()))
-                .bind(i64::from(page.limit) + 1)
-                .fetch_all(pool)
-                .await?;
-            rows.iter().map(dead_letter_from_row).collect()
-        }
-
-        async fn q_get_dead_letter(pool: &sqlx::Pool<Db>, tenant: Option<&TenantId>, id: &DeadLetterId) -> $crate::Result<Option<DeadLetter>> {
-            let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)");
-            let row = sqlx::query(&sql).bind(id.as_str()).bind(tenant.map(|t| t.as_str())).fetch_optional(pool).await?;
-            row.as_ref().map(dead_letter_from_row).transpose()
-        }
-
         /// Runs a cleanup `DELETE` with one timestamp parameter.
         async fn delete_before(conn: &mut Conn, sql: &str, t: chrono::DateTime<chrono::Utc>) -> $crate::Result<u64> {
             Ok(sqlx::query(sql).bind(t).execute(&mut *conn).await?.rows_affected())
@@ -1062,249 +1319,7 @@ macro_rules! common_queries {
             Ok(done.rows_affected() == 1)
         }
 
-        fn yacht_from_row(r: &DbRow) -> $crate::Result<Yacht> {
-            let Json(mut y): Json<Yacht> = r.try_get("data")?;
-            y.tenant_id = TenantId::from_trusted(r.try_get("tenant_id")?);
-            y.version = r.try_get("version")?;
-            Ok(y)
-        }
-
-        fn quote_from_row(r: &DbRow) -> $crate::Result<Quote> {
-            let Json(mut q): Json<Quote> = r.try_get("data")?;
-            q.tenant_id = TenantId::from_trusted(r.try_get("tenant_id")?);
-            q.version = r.try_get("version")?;
-            q.token = r.try_get("token")?;
-            let status: String = r.try_get("status")?;
-            q.status = QuoteStatus::parse(&status).ok_or_else(|| corrupt("quote status"))?;
-            Ok(q)
-        }
-
-        fn booking_from_row(r: &DbRow) -> $crate::Result<Booking> {
-            Ok(Booking {
-                id: leadline_core::id::BookingId::from_trusted(r.try_get("id")?),
-                tenant_id: TenantId::from_trusted(r.try_get("tenant_id")?),
-                yacht_id: YachtId::from_trusted(r.try_get("yacht_id")?),
-                quote_id: QuoteId::from_trusted(r.try_get("quote_id")?),
-                lead_id: LeadId::from_trusted(r.try_get("lead_id")?),
-                charter_from: r.try_get("charter_from")?,
-                charter_to: r.try_get("charter_to")?,
-                created_at: r.try_get("created_at")?,
-            })
-        }
-
-        const QUOTE_COLUMNS: &str = "id, tenant_id, status, token, data, version";
-
-        async fn q_get_yacht(pool: &sqlx::Pool<Db>, tenant: &TenantId, id: &YachtId) -> $crate::Result<Option<Yacht>> {
-            let row = sqlx::query("SELECT tenant_id, data, version FROM yachts WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.as_str())
-                .bind(id.as_str())
-                .fetch_optional(pool)
-                .await?;
-            row.as_ref().map(yacht_from_row).transpose()
-        }
-
-        async fn q_list_yachts(pool: &sqlx::Pool<Db>, tenant: &TenantId, archived: bool, page: &PageRequest) -> $crate::Result<Vec<Yacht>> {
-            let rows = sqlx::query(
-                "SELECT tenant_id, data, version FROM yachts WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) \
-                 AND ($3 OR archived_at IS NULL) ORDER BY id DESC LIMIT $4",
-            )
-            .bind(tenant.as_str())
-            .bind(page.after.as_deref())
-            .bind(archived)
-            .bind(i64::from(page.limit) + 1)
-            .fetch_all(pool)
-            .await?;
-            rows.iter().map(yacht_from_row).collect()
-        }
-
-        async fn q_get_quote(pool: &sqlx::Pool<Db>, tenant: &TenantId, id: &QuoteId) -> $crate::Result<Option<Quote>> {
-            let sql = format!("SELECT {QUOTE_COLUMNS} FROM quotes WHERE tenant_id = $1 AND id = $2");
-            let row = sqlx::query(&sql).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(pool).await?;
-            row.as_ref().map(quote_from_row).transpose()
-        }
-
-        async fn q_get_quote_by_token(pool: &sqlx::Pool<Db>, token: &str) -> $crate::Result<Option<Quote>> {
-            let sql = format!("SELECT {QUOTE_COLUMNS} FROM quotes WHERE token = $1");
-            let row = sqlx::query(&sql).bind(token).fetch_optional(pool).await?;
-            row.as_ref().map(quote_from_row).transpose()
-        }
-
-        async fn q_list_quotes(
-            pool: &sqlx::Pool<Db>,
-            tenant: &TenantId,
-            lead: Option<&LeadId>,
-            status: Option<QuoteStatus>,
-            page: &PageRequest,
-        ) -> $crate::Result<Vec<Quote>> {
-            let sql = format!(
-                "SELECT {QUOTE_COLUMNS} FROM quotes WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) \
-                 AND ($3 IS NULL OR lead_id = $3) AND ($4 IS NULL OR status = $4) ORDER BY id DESC LIMIT $5"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(tenant.as_str())
-                .bind(page.after.as_deref())
-                .bind(lead.map(|l| l.as_str()))
-                .bind(status.map(|s| s.as_str()))
-                .bind(i64::from(page.limit) + 1)
-                .fetch_all(pool)
-                .await?;
-            rows.iter().map(quote_from_row).collect()
-        }
-
-        async fn q_list_bookings(
-            pool: &sqlx::Pool<Db>,
-            tenant: &TenantId,
-            yacht: &YachtId,
-            from: chrono::NaiveDate,
-            to: chrono::NaiveDate,
-        ) -> $crate::Result<Vec<Booking>> {
-            let rows = sqlx::query(
-                "SELECT id, tenant_id, yacht_id, quote_id, lead_id, charter_from, charter_to, created_at FROM bookings \
-                 WHERE tenant_id = $1 AND yacht_id = $2 AND charter_from < $4 AND charter_to > $3 ORDER BY charter_from",
-            )
-            .bind(tenant.as_str())
-            .bind(yacht.as_str())
-            .bind(from)
-            .bind(to)
-            .fetch_all(pool)
-            .await?;
-            rows.iter().map(booking_from_row).collect()
-        }
-
-        async fn q_list_held_quotes(
-            pool: &sqlx::Pool<Db>,
-            tenant: &TenantId,
-            yacht: &YachtId,
-            from: chrono::NaiveDate,
-            to: chrono::NaiveDate,
-            now: chrono::DateTime<chrono::Utc>,
-        ) -> $crate::Result<Vec<Quote>> {
-            let sql = format!(
-                "SELECT {QUOTE_COLUMNS} FROM quotes WHERE tenant_id = $1 AND yacht_id = $2 AND status = 'sent' \
-                 AND valid_until >= $5 AND charter_from < $4 AND charter_to > $3 ORDER BY charter_from"
-            );
-            let rows = sqlx::query(&sql).bind(tenant.as_str()).bind(yacht.as_str()).bind(from).bind(to).bind(now).fetch_all(pool).await?;
-            rows.iter().map(quote_from_row).collect()
-        }
-
-        async fn q_stale_quotes(pool: &sqlx::Pool<Db>, now: chrono::DateTime<chrono::Utc>, limit: u32) -> $crate::Result<Vec<Quote>> {
-            let sql = format!("SELECT {QUOTE_COLUMNS} FROM quotes WHERE status = 'sent' AND valid_until < $1 ORDER BY valid_until LIMIT $2");
-            let rows = sqlx::query(&sql).bind(now).bind(i64::from(limit)).fetch_all(pool).await?;
-            rows.iter().map(quote_from_row).collect()
-        }
-
-        async fn q_list_audit(pool: &sqlx::Pool<Db>, f: &AuditFilter, page: &PageRequest) -> $crate::Result<Vec<AuditEntry>> {
-            let mut qb = sqlx::QueryBuilder::<Db>::new(
-                "SELECT id, tenant_id, at, actor_type, actor_id, action, resource_type, resource_id, request_id, ip, \
-                 user_agent, status, details FROM audit_logs WHERE 1 = 1",
-            );
-            if let AuditScope::Tenant(t) = &f.scope {
-                qb.push(" AND tenant_id = ").push_bind(t.as_str().to_owned());
-            }
-            if let Some(after) = &page.after {
-                qb.push(" AND id < ").push_bind(after.clone());
-            }
-            if let Some(a) = &f.action {
-                qb.push(" AND action = ").push_bind(a.clone());
-            }
-            if let Some(t) = f.since {
-                qb.push(" AND at >= ").push_bind(t);
-            }
-            if let Some(t) = f.until {
-                qb.push(" AND at < ").push_bind(t);
-            }
-            if let Some(r) = &f.resource_id {
-                qb.push(" AND resource_id = ").push_bind(r.clone());
-            }
-            qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
-            let rows = qb.build().fetch_all(pool).await?;
-            rows.iter().map(audit_from_row).collect()
-        }
-
-        async fn q_get_tenant(pool: &sqlx::Pool<Db>, id: &TenantId) -> $crate::Result<Option<Tenant>> {
-            let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
-            let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(pool).await?;
-            row.as_ref().map(tenant_from_row).transpose()
-        }
-
-        async fn q_get_tenant_by_slug(pool: &sqlx::Pool<Db>, slug: &str) -> $crate::Result<Option<Tenant>> {
-            let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1");
-            let row = sqlx::query(&sql).bind(slug).fetch_optional(pool).await?;
-            row.as_ref().map(tenant_from_row).transpose()
-        }
-
-        async fn q_list_tenants(pool: &sqlx::Pool<Db>, page: &PageRequest) -> $crate::Result<Vec<Tenant>> {
-            let sql = format!(
-                "SELECT {TENANT_COLUMNS} FROM tenants WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(page.after.as_deref())
-                .bind(i64::from(page.limit) + 1)
-                .fetch_all(pool)
-                .await?;
-            rows.iter().map(tenant_from_row).collect()
-        }
-
-        async fn q_find_api_key(pool: &sqlx::Pool<Db>, hash: &str) -> $crate::Result<Option<(ApiKey, Tenant)>> {
-            let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1");
-            let Some(row) = sqlx::query(&sql).bind(hash).fetch_optional(pool).await? else {
-                return Ok(None);
-            };
-            let key = key_from_row(&row)?;
-            let tenant = q_get_tenant(pool, &key.tenant_id).await?.ok_or_else(|| corrupt("key without tenant"))?;
-            Ok(Some((key, tenant)))
-        }
-
-        async fn q_list_api_keys(pool: &sqlx::Pool<Db>, tenant: &TenantId) -> $crate::Result<Vec<ApiKey>> {
-            let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY id DESC");
-            let rows = sqlx::query(&sql).bind(tenant.as_str()).fetch_all(pool).await?;
-            rows.iter().map(key_from_row).collect()
-        }
-
-        async fn q_get_lead(pool: &sqlx::Pool<Db>, tenant: &TenantId, id: &LeadId) -> $crate::Result<Option<Lead>> {
-            let sql = format!("SELECT {LEAD_COLUMNS} FROM leads WHERE tenant_id = $1 AND id = $2 AND erased_at IS NULL");
-            let row = sqlx::query(&sql).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(pool).await?;
-            row.as_ref().map(lead_from_row).transpose()
-        }
-
-        async fn q_list_leads(
-            pool: &sqlx::Pool<Db>,
-            tenant: &TenantId,
-            f: &LeadFilter,
-            page: &PageRequest,
-        ) -> $crate::Result<Vec<Lead>> {
-            let mut qb = sqlx::QueryBuilder::<Db>::new(format!("SELECT {LEAD_COLUMNS} FROM leads WHERE tenant_id = "));
-            qb.push_bind(tenant.as_str().to_owned()).push(" AND erased_at IS NULL");
-            if let Some(after) = &page.after {
-                qb.push(" AND id < ").push_bind(after.clone());
-            }
-            if let Some(s) = f.status {
-                qb.push(" AND status = ").push_bind(s.as_str());
-            }
-            if let Some(t) = f.created_after {
-                qb.push(" AND created_at >= ").push_bind(t);
-            }
-            if let Some(t) = f.created_before {
-                qb.push(" AND created_at < ").push_bind(t);
-            }
-            if let Some(y) = &f.yacht_id {
-                qb.push(" AND yacht_id = ").push_bind(y.as_str().to_owned());
-            }
-            if let Some(q) = &f.q {
-                let text = like_pattern(&q.to_lowercase());
-                qb.push(" AND (name_key LIKE ").push_bind(text.clone()).push(" ESCAPE '\\'");
-                qb.push(" OR email_key LIKE ").push_bind(text).push(" ESCAPE '\\'");
-                let digits: String = q.chars().filter(char::is_ascii_digit).collect();
-                if digits.len() >= 3 {
-                    qb.push(" OR phone_e164 LIKE ").push_bind(like_pattern(&digits)).push(" ESCAPE '\\'");
-                }
-                qb.push(")");
-            }
-            qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
-            let rows = qb.build().fetch_all(pool).await?;
-            rows.iter().map(lead_from_row).collect()
-        }
     };
 }
 
-pub(crate) use common_queries;
+pub(crate) use common_writes;

@@ -71,6 +71,9 @@ pub enum StoreError {
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// The SQLite writer's connection failed.
+    #[error(transparent)]
+    Sqlite(rusqlite::Error),
 }
 
 impl StoreError {

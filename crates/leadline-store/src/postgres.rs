@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::cache::ReadCache;
-use crate::common::common_queries;
+use crate::common::{common_queries, common_writes};
 use crate::migrate::{CREATE_TABLE, Migration, POSTGRES};
 use crate::{Backend, Store};
 
@@ -16,6 +16,7 @@ type Conn = PgConnection;
 const ROW_LOCK: &str = " FOR UPDATE";
 
 common_queries!();
+common_writes!();
 
 /// Serialises concurrent inserts of the same duplicate key until the transaction
 /// ends, so exactly one of two simultaneous identical leads is first.

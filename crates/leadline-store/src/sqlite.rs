@@ -14,26 +14,18 @@ use sqlx::{Connection, SqliteConnection};
 
 use crate::cache::ReadCache;
 use crate::common::common_queries;
-use crate::migrate::{CREATE_TABLE, Migration, SQLITE};
+use crate::migrate::SQLITE;
 use crate::{Backend, Store};
 
+mod write;
 mod writer;
 
 use writer::{Admission, Writer};
 pub use writer::{WriterOptions, WriterStats};
 
 type Db = sqlx::Sqlite;
-type Conn = SqliteConnection;
-
-/// The row-locking clause of this backend.
-const ROW_LOCK: &str = "";
 
 common_queries!();
-
-/// SQLite has one writer, so two leads can never race for "first".
-async fn lock_dedupe(_conn: &mut Conn, _key: &str) -> crate::Result<()> {
-    Ok(())
-}
 
 /// Checks a database file (a backup, before a restore): it opens read-only, passes
 /// `PRAGMA integrity_check`, and is a Leadline database. Returns its schema version.
@@ -90,7 +82,8 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let conn = SqliteConnection::connect_with(&opts).await?;
+        // The writer opens (creating) the file first; the readers then find it.
+        let writer = Writer::start(opts.get_filename().to_path_buf(), writer)?;
         let backup_opts = opts.clone();
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
@@ -98,7 +91,7 @@ impl SqliteStore {
             .connect_with(opts.clone().read_only(true))
             .await?;
         Ok(Self {
-            writer: Writer::start(conn, opts, writer),
+            writer,
             readers,
             backup_opts,
             cache: ReadCache::new(),
@@ -113,7 +106,7 @@ impl SqliteStore {
     /// Runs `f` in the writer's next transaction, waiting for room in its queue.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl for<'c> FnOnce(&'c mut Conn) -> futures_core::future::BoxFuture<'c, crate::Result<T>> + Send + 'static,
+        f: impl FnOnce(&rusqlite::Connection) -> crate::Result<T> + Send + 'static,
     ) -> crate::Result<T> {
         self.writer.run(Admission::Wait, f).await
     }
@@ -122,7 +115,7 @@ impl SqliteStore {
     /// (the writes of requests, which answer 503 and are retried by the client).
     async fn write_or_refuse<T: Send + 'static>(
         &self,
-        f: impl for<'c> FnOnce(&'c mut Conn) -> futures_core::future::BoxFuture<'c, crate::Result<T>> + Send + 'static,
+        f: impl FnOnce(&rusqlite::Connection) -> crate::Result<T> + Send + 'static,
     ) -> crate::Result<T> {
         self.writer.run(Admission::Reject, f).await
     }
@@ -135,27 +128,7 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> crate::Result<()> {
-        self.write(move |conn| {
-            Box::pin(async move {
-                sqlx::query(CREATE_TABLE).execute(&mut *conn).await?;
-                let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-                    .fetch_all(&mut *conn)
-                    .await?;
-                let pending: Vec<&Migration> = SQLITE.iter().filter(|m| !applied.contains(&m.version)).collect();
-                for m in pending {
-                    sqlx::Executor::execute(&mut *conn, m.sql).await?;
-                    sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                        .bind(m.version)
-                        .bind(m.name)
-                        .bind(chrono::Utc::now().to_rfc3339())
-                        .execute(&mut *conn)
-                        .await?;
-                    tracing::info!(version = m.version, name = m.name, "applied migration");
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.write(write::migrate).await
     }
 
     async fn ready(&self) -> crate::Result<bool> {
@@ -168,7 +141,7 @@ impl Store for SqliteStore {
 
     async fn commit(&self, changes: ChangeSet) -> crate::Result<Committed> {
         let touches_cache = ReadCache::touched_by(&changes);
-        let committed = self.write_or_refuse(|conn| Box::pin(apply_set(conn, changes))).await;
+        let committed = self.write_or_refuse(move |conn| write::apply_set(conn, changes)).await;
         if touches_cache {
             self.cache.invalidate();
         }
@@ -177,23 +150,12 @@ impl Store for SqliteStore {
 
     async fn claim_idempotency(&self, claim: &IdempotencyClaim) -> crate::Result<ClaimOutcome> {
         let claim = claim.clone();
-        self.write_or_refuse(move |conn| Box::pin(async move { claim_in(conn, &claim, "").await }))
-            .await
+        self.write_or_refuse(move |conn| write::claim(conn, &claim)).await
     }
 
     async fn release_idempotency(&self, scope: &str, key: &str) -> crate::Result<()> {
         let (scope, key) = (scope.to_owned(), key.to_owned());
-        self.write(move |conn| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'")
-                    .bind(scope)
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
+        self.write(move |conn| write::release(conn, &scope, &key)).await
     }
 
     async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> crate::Result<Vec<AuditEntry>> {
@@ -236,16 +198,14 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> crate::Result<Vec<OutboxMessage>> {
         let worker = worker.to_owned();
-        self.write(move |conn| Box::pin(async move { claim_due_in(conn, &worker, now, locked_until, limit, "").await }))
+        self.write(move |conn| write::claim_due(conn, &worker, now, locked_until, limit))
             .await
     }
 
     async fn report_attempt(&self, report: &AttemptReport) -> crate::Result<bool> {
         let disables = report.disable_endpoint;
         let report = report.clone();
-        let done = self
-            .write(|conn| Box::pin(async move { report_in(conn, &report, "").await }))
-            .await;
+        let done = self.write(move |conn| write::report(conn, &report)).await;
         if disables {
             self.cache.invalidate();
         }
@@ -288,29 +248,22 @@ impl Store for SqliteStore {
     }
 
     async fn cleanup_idempotency(&self, now: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(move |c| {
-            Box::pin(async move { delete_before(c, "DELETE FROM idempotency_keys WHERE expires_at <= $1", now).await })
-        })
-        .await
+        self.write(move |c| write::delete_before(c, "DELETE FROM idempotency_keys WHERE expires_at <= $1", now))
+            .await
     }
 
     async fn cleanup_audit(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(move |c| {
-            Box::pin(async move { delete_before(c, "DELETE FROM audit_logs WHERE at < $1", cutoff).await })
-        })
-        .await
+        self.write(move |c| write::delete_before(c, "DELETE FROM audit_logs WHERE at < $1", cutoff))
+            .await
     }
 
     async fn cleanup_dead_letters(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(move |c| {
-            Box::pin(async move { delete_before(c, "DELETE FROM dead_letters WHERE created_at < $1", cutoff).await })
-        })
-        .await
+        self.write(move |c| write::delete_before(c, "DELETE FROM dead_letters WHERE created_at < $1", cutoff))
+            .await
     }
 
     async fn cleanup_deliveries(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(move |c| Box::pin(async move { cleanup_deliveries_in(c, cutoff).await }))
-            .await
+        self.write(move |c| write::cleanup_deliveries(c, cutoff)).await
     }
 
     async fn try_lease(
@@ -321,7 +274,7 @@ impl Store for SqliteStore {
         until: chrono::DateTime<chrono::Utc>,
     ) -> crate::Result<bool> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.write(move |c| Box::pin(async move { try_lease_in(c, &name, &holder, now, until).await }))
+        self.write(move |c| write::try_lease(c, &name, &holder, now, until))
             .await
     }
 

@@ -1,12 +1,13 @@
-//! The SQLite writer: one task owns the write connection, and every write of the
+//! The SQLite writer: one thread owns the write connection, and every write of the
 //! process is a job sent to it.
 //!
-//! The task drains its queue into batches. A batch is one transaction (`BEGIN
+//! The thread drains its queue into batches. A batch is one transaction (`BEGIN
 //! IMMEDIATE … COMMIT`, one fsync under `synchronous=FULL`) with a savepoint per
 //! job: a job that fails rolls back to its savepoint and answers its own error,
 //! the others commit together, and only then does any job of the batch get its
 //! answer, so an acknowledged write is on disk. Many requests share one fsync
-//! (group commit), which is what makes the write path as fast as the disk allows.
+//! (group commit). The jobs are synchronous calls on the connection (see
+//! [`super::write`]), so a statement costs no hop between threads.
 //!
 //! Request futures never touch the connection: a request that is dropped (its
 //! client went away, its timeout fired) drops only its reply channel, and its job,
@@ -19,13 +20,12 @@
 //! `/readyz` answers 503) and probes again every [`PROBE_INTERVAL`] until a write
 //! commits.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_core::future::BoxFuture;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, SqliteConnection};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
@@ -33,14 +33,17 @@ use crate::StoreError;
 /// How often a failing writer tries a probe write.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a write waits for a lock held by another process before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Batching and queue bounds of the writer.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
     /// Most jobs in one transaction.
     pub max_batch: usize,
-    /// How long the writer waits for more jobs once it has one. Zero: a batch is
-    /// whatever queued while the previous batch committed (which is already many
-    /// under load, and no added latency when idle).
+    /// How long the writer waits, once it has a job, for more to join the batch.
+    /// Zero: a batch is whatever queued while the previous batch committed (which
+    /// is already many under load, and no added latency when idle).
     pub max_wait: Duration,
     /// Jobs that may wait; a request arriving at a full queue is refused (503).
     pub queue_capacity: usize,
@@ -56,12 +59,12 @@ impl Default for WriterOptions {
     }
 }
 
-/// What a finished job does once its batch has committed (or failed to).
-type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// What a finished job does once its batch has committed.
+type Reply = Box<dyn FnOnce() + Send>;
 
 /// A job: runs on the writer's connection inside the batch's transaction, under
 /// its own savepoint. `None` means it failed (and has answered already).
-type JobFn = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Option<Reply>> + Send>;
+type JobFn = Box<dyn FnOnce(&Connection) -> Option<Reply> + Send>;
 
 enum Msg {
     Job(JobFn),
@@ -89,30 +92,50 @@ pub struct WriterStats {
     pub rejected: AtomicU64,
 }
 
-/// The handle the store keeps: sends jobs to the writer task.
+/// The handle the store keeps: sends jobs to the writer thread.
 pub(crate) struct Writer {
     tx: mpsc::Sender<Msg>,
     failing: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
 }
 
+/// Opens the write connection with the durability settings of DESIGN §1.
+fn open(path: &PathBuf) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Savepoints journal the pages they change; in memory, not in a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
 impl Writer {
-    /// Starts the writer task on `conn`; `opts` reopens it when it breaks.
-    pub(crate) fn start(conn: SqliteConnection, opts: SqliteConnectOptions, options: &WriterOptions) -> Self {
+    /// Opens the database file at `path` (creating it) and starts the writer thread.
+    pub(crate) fn start(path: PathBuf, options: &WriterOptions) -> crate::Result<Self> {
+        let conn = open(&path)?;
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let failing = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(WriterStats::default());
         let task = Task {
             rx,
             conn: Some(conn),
-            opts,
+            path,
             max_batch: options.max_batch.max(1),
             max_wait: options.max_wait,
             failing: failing.clone(),
             stats: stats.clone(),
         };
-        tokio::spawn(task.run());
-        Self { tx, failing, stats }
+        std::thread::Builder::new()
+            .name("leadline-writer".into())
+            .spawn(move || task.run())
+            .map_err(|e| StoreError::Config(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { tx, failing, stats })
     }
 
     /// Whether the writer could not commit lately (its last batch and a probe failed).
@@ -128,21 +151,17 @@ impl Writer {
     pub(crate) async fn run<T, F>(&self, admission: Admission, f: F) -> crate::Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, crate::Result<T>> + Send + 'static,
+        F: FnOnce(&Connection) -> crate::Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<crate::Result<T>>();
-        let job: JobFn = Box::new(move |conn| {
-            Box::pin(async move {
-                match f(conn).await {
-                    Ok(v) => Some(Box::new(move |r: Result<(), StoreError>| {
-                        let _ = tx.send(r.map(|()| v));
-                    }) as Reply),
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        None
-                    }
-                }
-            })
+        let job: JobFn = Box::new(move |conn| match f(conn) {
+            Ok(v) => Some(Box::new(move || {
+                let _ = tx.send(Ok(v));
+            }) as Reply),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                None
+            }
         });
         let msg = Msg::Job(job);
         match admission {
@@ -177,8 +196,8 @@ impl Writer {
 
 struct Task {
     rx: mpsc::Receiver<Msg>,
-    conn: Option<SqliteConnection>,
-    opts: SqliteConnectOptions,
+    conn: Option<Connection>,
+    path: PathBuf,
     max_batch: usize,
     max_wait: Duration,
     failing: Arc<AtomicBool>,
@@ -188,19 +207,28 @@ struct Task {
 /// Why a batch as a whole failed.
 struct BatchFailure(String);
 
+impl From<rusqlite::Error> for BatchFailure {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
 impl Task {
-    async fn run(mut self) {
+    fn run(mut self) {
         loop {
             let first = if self.failing.load(Ordering::Relaxed) {
-                tokio::select! {
-                    m = self.rx.recv() => m,
-                    () = tokio::time::sleep(PROBE_INTERVAL) => {
-                        self.probe().await;
+                // No blocking receive with a timeout on this queue: look for work
+                // often, probe every PROBE_INTERVAL.
+                match self.rx.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.wait_and_probe();
                         continue;
                     }
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
                 }
             } else {
-                self.rx.recv().await
+                self.rx.blocking_recv()
             };
             let Some(first) = first else { break };
             let mut jobs = Vec::new();
@@ -210,63 +238,63 @@ impl Task {
                 Msg::Close(done) => close = Some(done),
             }
             if close.is_none() {
-                self.gather(&mut jobs, &mut close).await;
+                if !self.max_wait.is_zero() {
+                    std::thread::sleep(self.max_wait);
+                }
+                while jobs.len() < self.max_batch {
+                    match self.rx.try_recv() {
+                        Ok(Msg::Job(j)) => jobs.push(j),
+                        Ok(Msg::Close(done)) => {
+                            close = Some(done);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
             }
             metrics::gauge!("leadline_writer_queue_depth").set(self.rx.len() as f64);
             if !jobs.is_empty() {
-                self.batch(jobs).await;
+                self.batch(jobs);
             }
             if let Some(done) = close {
-                self.checkpoint().await;
+                if let Some(conn) = &self.conn {
+                    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+                }
                 let _ = done.send(());
                 break;
             }
         }
-        if let Some(conn) = self.conn.take() {
-            let _ = conn.close().await;
-        }
     }
 
-    /// Adds what is queued (waiting up to `max_wait` for more) to `jobs`.
-    async fn gather(&mut self, jobs: &mut Vec<JobFn>, close: &mut Option<oneshot::Sender<()>>) {
-        let deadline = tokio::time::Instant::now() + self.max_wait;
-        while jobs.len() < self.max_batch {
-            let next = match self.rx.try_recv() {
-                Ok(m) => Some(m),
-                Err(_) if self.max_wait.is_zero() => None,
-                Err(_) => tokio::time::timeout_at(deadline, self.rx.recv()).await.ok().flatten(),
-            };
-            match next {
-                Some(Msg::Job(j)) => jobs.push(j),
-                Some(Msg::Close(done)) => {
-                    *close = Some(done);
-                    return;
-                }
-                None => return,
+    fn wait_and_probe(&mut self) {
+        let until = Instant::now() + PROBE_INTERVAL;
+        while Instant::now() < until {
+            if !self.rx.is_empty() {
+                return;
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        self.probe();
     }
 
     /// The connection, reopened when it was lost.
-    async fn conn(&mut self) -> Result<&mut SqliteConnection, BatchFailure> {
+    fn conn(&mut self) -> Result<&Connection, BatchFailure> {
         if self.conn.is_none() {
-            let c = SqliteConnection::connect_with(&self.opts)
-                .await
-                .map_err(|e| BatchFailure(format!("cannot reopen the database: {e}")))?;
+            let c = open(&self.path).map_err(|e| BatchFailure(format!("cannot reopen the database: {e}")))?;
             self.conn = Some(c);
         }
-        self.conn.as_mut().ok_or_else(|| BatchFailure("no connection".into()))
+        self.conn.as_ref().ok_or_else(|| BatchFailure("no connection".into()))
     }
 
     /// Runs one batch; see the module documentation.
-    async fn batch(&mut self, jobs: Vec<JobFn>) {
+    fn batch(&mut self, jobs: Vec<JobFn>) {
         let size = jobs.len();
         let started = Instant::now();
-        match self.transaction(jobs).await {
+        match self.transaction(jobs) {
             Ok(replies) => {
                 let committed = replies.len() as u64;
                 for reply in replies {
-                    reply(Ok(()));
+                    reply();
                 }
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.jobs.fetch_add(committed, Ordering::Relaxed);
@@ -280,76 +308,60 @@ impl Task {
                 // Every job of the batch is answered `Unavailable` (their replies
                 // were dropped); nothing of it is on disk.
                 tracing::error!(jobs = size, error = %why, "a write batch could not be committed");
-                self.recover().await;
+                self.recover();
             }
         }
     }
 
     /// `BEGIN IMMEDIATE`, a savepoint per job, `COMMIT`; the replies of the jobs
     /// that succeeded, to send once committed.
-    async fn transaction(&mut self, jobs: Vec<JobFn>) -> Result<Vec<Reply>, BatchFailure> {
-        let conn = self.conn().await?;
-        begin(conn).await?;
+    fn transaction(&mut self, jobs: Vec<JobFn>) -> Result<Vec<Reply>, BatchFailure> {
+        let conn = self.conn()?;
+        begin(conn)?;
         let mut replies = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            if let Err(e) = exec(conn, "SAVEPOINT job").await {
-                rollback(conn).await;
-                return Err(e);
-            }
-            let reply = job(conn).await;
-            let end = match reply {
-                Some(r) => {
-                    replies.push(r);
-                    exec(conn, "RELEASE job").await
+        let result = (|| {
+            for job in jobs {
+                conn.execute_batch("SAVEPOINT job")?;
+                match job(conn) {
+                    Some(r) => {
+                        replies.push(r);
+                        conn.execute_batch("RELEASE job")?;
+                    }
+                    None => conn.execute_batch("ROLLBACK TO job; RELEASE job")?,
                 }
-                None => match exec(conn, "ROLLBACK TO job").await {
-                    Ok(()) => exec(conn, "RELEASE job").await,
-                    Err(e) => Err(e),
-                },
-            };
-            if let Err(e) = end {
-                // A failure that took the whole transaction with it (I/O, full disk).
-                rollback(conn).await;
-                return Err(e);
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        match result {
+            Ok(()) => Ok(replies),
+            Err(e) => {
+                // A failure that took the whole transaction with it (I/O, full
+                // disk, a lock held elsewhere at COMMIT).
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e.into())
             }
         }
-        if let Err(e) = exec(conn, "COMMIT").await {
-            rollback(conn).await;
-            return Err(e);
-        }
-        Ok(replies)
     }
 
     /// After a failed batch: reopen the connection and probe with a write; when
     /// that fails too, the writer is failing until a write commits.
-    async fn recover(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            let _ = conn.close().await;
-        }
-        self.probe().await;
+    fn recover(&mut self) {
+        self.conn = None;
+        self.probe();
     }
 
-    async fn probe(&mut self) {
-        let result = async {
-            let conn = self.conn().await?;
-            begin(conn).await?;
-            let write = sqlx::query(
-                "INSERT INTO writer_probe (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-            )
-            .bind(chrono::Utc::now())
-            .execute(&mut *conn)
-            .await;
-            if let Err(e) = write {
-                rollback(conn).await;
-                return Err(BatchFailure(format!("probe write: {e}")));
+    fn probe(&mut self) {
+        let result = (|| {
+            let conn = self.conn()?;
+            begin(conn)?;
+            let write = super::write::probe(conn)
+                .map_err(|e| BatchFailure(format!("probe write: {e}")))
+                .and_then(|()| conn.execute_batch("COMMIT").map_err(BatchFailure::from));
+            if write.is_err() {
+                let _ = conn.execute_batch("ROLLBACK");
             }
-            if let Err(e) = exec(conn, "COMMIT").await {
-                rollback(conn).await;
-                return Err(e);
-            }
-            Ok(())
-        }
-        .await;
+            write
+        })();
         match result {
             Ok(()) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
@@ -360,45 +372,20 @@ impl Task {
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     tracing::error!(error = %why, "the database does not accept writes; not ready until it does");
                 }
-                if let Some(conn) = self.conn.take() {
-                    let _ = conn.close().await;
-                }
-            }
-        }
-    }
-
-    async fn checkpoint(&mut self) {
-        if let Some(conn) = self.conn.as_mut() {
-            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await;
-        }
-    }
-}
-
-async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), BatchFailure> {
-    sqlx::query(sql)
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| BatchFailure(format!("{sql}: {e}")))
-}
-
-/// Begins a write transaction. A transaction left open (which no path of the
-/// writer leaves, but a connection can carry after an error in the middle of a
-/// rollback) is rolled back and logged first.
-async fn begin(conn: &mut SqliteConnection) -> Result<(), BatchFailure> {
-    match exec(conn, "BEGIN IMMEDIATE").await {
-        Ok(()) => Ok(()),
-        Err(first) => {
-            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_ok() {
-                tracing::warn!("rolled back a transaction left open on the write connection");
-                exec(conn, "BEGIN IMMEDIATE").await
-            } else {
-                Err(first)
+                self.conn = None;
             }
         }
     }
 }
 
-async fn rollback(conn: &mut SqliteConnection) {
-    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+/// Begins a write transaction. A transaction left open on the connection (no path
+/// of the writer leaves one, but an error in the middle of a rollback could) is
+/// rolled back and logged first.
+fn begin(conn: &Connection) -> Result<(), BatchFailure> {
+    if !conn.is_autocommit() {
+        tracing::warn!("rolled back a transaction left open on the write connection");
+        conn.execute_batch("ROLLBACK")?;
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    Ok(())
 }
