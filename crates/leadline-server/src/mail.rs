@@ -81,8 +81,34 @@ fn env_for(t: &Template) -> Result<minijinja::Environment<'static>, minijinja::E
     Ok(env)
 }
 
+/// Compiled templates, so that each email does not parse its three templates
+/// again: keyed by the templates' text (a tenant's edit is a new key), bounded.
+fn compiled(t: &Template) -> Result<std::sync::Arc<minijinja::Environment<'static>>, minijinja::Error> {
+    use std::collections::HashMap;
+    use std::hash::{Hash, Hasher};
+    use std::sync::{Arc, LazyLock, Mutex};
+    type Cache = Mutex<HashMap<u64, (Template, Arc<minijinja::Environment<'static>>)>>;
+    static CACHE: LazyLock<Cache> = LazyLock::new(|| Mutex::new(HashMap::new()));
+    const MAX: usize = 1024;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&t.subject, &t.text, &t.html).hash(&mut h);
+    let key = h.finish();
+    if let Some((same, env)) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+        && same == t
+    {
+        return Ok(env.clone());
+    }
+    let env = Arc::new(env_for(t)?);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= MAX {
+        cache.clear();
+    }
+    cache.insert(key, (t.clone(), env.clone()));
+    Ok(env)
+}
+
 fn render_with<C: Serialize>(t: &Template, ctx: &C) -> Result<(String, String, String), minijinja::Error> {
-    let env = env_for(t)?;
+    let env = compiled(t)?;
     let subject = env.get_template("subject.txt")?.render(ctx)?;
     // A subject is one line whatever the template or the values put in it.
     let subject = subject

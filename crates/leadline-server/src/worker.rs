@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::mail::Mailer;
 
 /// Messages claimed at once.
-const BATCH: u32 = 16;
+const BATCH: u32 = 64;
 
 /// The dispatcher of one process.
 #[derive(Clone)]
@@ -99,12 +99,48 @@ impl Dispatcher {
                 let me = self.clone();
                 set.spawn(async move { me.deliver(m).await });
             }
-            while set.join_next().await.is_some() {}
+            let mut reports = Vec::new();
+            while let Some(r) = set.join_next().await {
+                if let Ok(r) = r {
+                    reports.push(r);
+                }
+            }
+            self.report(reports).await;
         }
         tracing::info!(worker = %self.id, "outbox dispatcher stopped");
     }
 
-    async fn deliver(&self, m: OutboxMessage) {
+    /// Records a batch's attempts in one write, and wakes the dispatcher for the
+    /// retries due before the next poll.
+    async fn report(&self, reports: Vec<AttemptReport>) {
+        let ids: Vec<_> = reports.iter().map(|r| r.message_id.clone()).collect();
+        let soonest = reports
+            .iter()
+            .filter_map(|r| r.retry_at.and_then(|t| (t - r.attempt.at).to_std().ok()))
+            .filter(|d| *d < self.config.worker_poll)
+            .min();
+        match self.store.report_attempts(reports).await {
+            Ok(done) => {
+                for (id, kept) in ids.iter().zip(done) {
+                    if !kept {
+                        tracing::warn!(message_id = %id, "lost the lease of a message before reporting; another worker has it");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(messages = ids.len(), error = %e, "could not record delivery attempts"),
+        }
+        // A short retry delay should not wait for the poll interval.
+        if let Some(d) = soonest {
+            let notify = self.notify.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                notify.notify_one();
+            });
+        }
+    }
+
+    /// Makes one attempt at `m`; the report to record.
+    async fn deliver(&self, m: OutboxMessage) -> AttemptReport {
         let attempt_no = m.attempts + 1;
         let started = std::time::Instant::now();
         let (success, code, detail, retryable, retry_after, gone, kind) = match &m.payload {
@@ -120,7 +156,13 @@ impl Dispatcher {
                 ),
                 Err(e) => (false, e.code, Some(e.detail), !e.permanent, None, false, "email"),
             },
-            Payload::Webhook(w) => match self.store.get_endpoint(&m.tenant_id, &w.endpoint_id).await {
+            // From the tenant's endpoints, which the store keeps in memory.
+            Payload::Webhook(w) => match self
+                .store
+                .list_endpoints(&m.tenant_id)
+                .await
+                .map(|eps| eps.into_iter().find(|e| e.id == w.endpoint_id))
+            {
                 Ok(Some(ep)) if ep.enabled => {
                     let o = crate::outbound::deliver(
                         &self.http,
@@ -179,7 +221,7 @@ impl Dispatcher {
         if !success && retry_at.is_none() {
             metrics::counter!("leadline_dead_letters_total").increment(1);
         }
-        let report = AttemptReport {
+        AttemptReport {
             message_id: m.id.clone(),
             worker: self.id.clone(),
             attempt: Attempt {
@@ -192,26 +234,6 @@ impl Dispatcher {
             },
             retry_at,
             disable_endpoint: gone,
-        };
-        match self.store.report_attempt(&report).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(message_id = %m.id, "lost the lease of a message before reporting; another worker has it")
-            }
-            Err(e) => tracing::error!(message_id = %m.id, error = %e, "could not record a delivery attempt"),
-        }
-        if retry_at.is_some() {
-            // A short retry delay should not wait for the poll interval.
-            let notify = self.notify.clone();
-            if let Some(d) = retry_at
-                .and_then(|t| (t - now).to_std().ok())
-                .filter(|d| *d < self.config.worker_poll)
-            {
-                tokio::spawn(async move {
-                    tokio::time::sleep(d).await;
-                    notify.notify_one();
-                });
-            }
         }
     }
 }

@@ -195,6 +195,16 @@ pub trait Store: Send + Sync + 'static {
     /// the message. Returns whether it did.
     async fn report_attempt(&self, report: &AttemptReport) -> Result<bool>;
 
+    /// [`Store::report_attempt`] for several messages at once (the dispatcher's
+    /// batch): all are recorded, or none when the call fails.
+    async fn report_attempts(&self, reports: Vec<AttemptReport>) -> Result<Vec<bool>> {
+        let mut out = Vec::with_capacity(reports.len());
+        for r in &reports {
+            out.push(self.report_attempt(r).await?);
+        }
+        Ok(out)
+    }
+
     /// A message by id (any tenant; for workers and tests).
     async fn get_message(&self, id: &MsgId) -> Result<Option<OutboxMessage>>;
 

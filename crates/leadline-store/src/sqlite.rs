@@ -212,6 +212,18 @@ impl Store for SqliteStore {
         done
     }
 
+    async fn report_attempts(&self, reports: Vec<AttemptReport>) -> crate::Result<Vec<bool>> {
+        let disables = reports.iter().any(|r| r.disable_endpoint);
+        // One job: one savepoint and one reply for the dispatcher's whole batch.
+        let done = self
+            .write(move |conn| reports.iter().map(|r| write::report(conn, r)).collect())
+            .await;
+        if disables {
+            self.cache.invalidate();
+        }
+        done
+    }
+
     async fn get_message(&self, id: &MsgId) -> crate::Result<Option<OutboxMessage>> {
         q_get_message(&self.readers, id).await
     }

@@ -77,20 +77,23 @@ pub async fn create_lead(
         lead: lead.clone(),
         duplicate_since: now - DUPLICATE_WINDOW,
     };
+    // Rendered here, outside the transaction, for the usual case of a first lead;
+    // whether it is a duplicate is decided inside it (a duplicate gets no second
+    // acknowledgement, and is rendered there).
+    let first_notifications = events::lead_created(&tenant, &lead, &endpoints, now);
     let lead = fx
         .commit_then(
             s.store.as_ref(),
             ChangeSet::one(change),
             StatusCode::CREATED,
-            move |committed| {
-                let mut lead = lead;
-                if let Some((_, first)) = committed.duplicates.iter().find(|(id, _)| *id == lead.id) {
+            move |committed| match committed.duplicates.iter().find(|(id, _)| *id == lead.id) {
+                None => (lead, first_notifications),
+                Some((_, first)) => {
+                    let mut lead = lead;
                     lead.duplicate_of = Some(first.clone());
+                    let notifications = events::lead_created(&tenant, &lead, &endpoints, now);
+                    (lead, notifications)
                 }
-                // Decided here, inside the transaction: a duplicate gets no second
-                // acknowledgement.
-                let notifications = events::lead_created(&tenant, &lead, &endpoints, now);
-                (lead, notifications)
             },
         )
         .await?;
