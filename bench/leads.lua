@@ -1,6 +1,8 @@
 -- wrk script: POST /v1/leads with a secret key, each request with its own
--- Idempotency-Key and its own email address.
+-- Idempotency-Key and its own email address. LEADLINE_BENCH_PREFIX keeps several
+-- wrk processes run at once from sending the same keys.
 local counter = 0
+local prefix = os.getenv("LEADLINE_BENCH_PREFIX") or ""
 local thread_id = 0
 local threads = {}
 
@@ -18,7 +20,7 @@ end
 
 function request()
   counter = counter + 1
-  local n = thread_id .. "-" .. counter
+  local n = prefix .. thread_id .. "-" .. counter
   wrk.headers["Idempotency-Key"] = "bench-" .. n
   local body = '{"name":"Bench Client ' .. n .. '","email":"client' .. n .. '@example.com",' ..
     '"phone":"+30 694 123 4567","charter_from":"2030-07-10","charter_to":"2030-07-17",' ..

@@ -15,6 +15,13 @@ const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Buckets of the SQLite writer's transaction time (begin to commit, fsync
+/// included), in seconds.
+const COMMIT_BUCKETS: &[f64] = &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// Buckets of the SQLite writer's jobs per transaction.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
 /// Installs the recorder (once per process) and registers every metric, so each
 /// appears from the first scrape on.
 pub fn init() -> &'static PrometheusHandle {
@@ -28,6 +35,13 @@ pub fn init() -> &'static PrometheusHandle {
         let builder = PrometheusBuilder::new();
         let builder = match builder
             .set_buckets_for_metric(Matcher::Full("leadline_http_request_duration_seconds".into()), BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("leadline_writer_commit_duration_seconds".into()),
+                    COMMIT_BUCKETS,
+                )
+            })
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full("leadline_writer_batch_size".into()), BATCH_BUCKETS))
         {
             Ok(b) => b,
             Err(_) => PrometheusBuilder::new(),
@@ -61,6 +75,19 @@ pub fn init() -> &'static PrometheusHandle {
             "Responses replayed for a repeated Idempotency-Key."
         );
         describe_gauge!("leadline_outbox_pending", "Outbox messages waiting for delivery.");
+        describe_histogram!(
+            "leadline_writer_batch_size",
+            "Jobs (change sets, claims, reports) committed together in one SQLite transaction."
+        );
+        describe_histogram!(
+            "leadline_writer_commit_duration_seconds",
+            "Time of one SQLite write transaction, from BEGIN to the end of COMMIT (fsync included)."
+        );
+        describe_gauge!("leadline_writer_queue_depth", "Jobs waiting for the SQLite writer.");
+        describe_counter!(
+            "leadline_writer_rejected_total",
+            "Writes refused with 503 because the SQLite writer's queue was full."
+        );
         describe_counter!(
             "leadline_dead_letters_total",
             "Deliveries moved to the dead-letter queue."
@@ -71,6 +98,7 @@ pub fn init() -> &'static PrometheusHandle {
             "leadline_rate_limited_total",
             "leadline_idempotent_replays_total",
             "leadline_dead_letters_total",
+            "leadline_writer_rejected_total",
         ] {
             metrics::counter!(name).increment(0);
         }

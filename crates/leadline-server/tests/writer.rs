@@ -236,7 +236,7 @@ async fn a_full_queue_answers_503_and_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     lock.release().await;
     let mut acknowledged = Vec::new();
-    let mut refused = 0;
+    let mut refused = 0u32;
     while let Some(r) = set.join_next().await {
         let (status, retry_after, v) = r.expect("task");
         match status {
@@ -272,7 +272,23 @@ async fn a_full_queue_answers_503_and_loses_nothing() {
         .text()
         .await
         .expect("text");
-    assert!(m.contains("leadline_writer_rejected_total"), "{m}");
+    let rejected: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("leadline_writer_rejected_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the rejection counter");
+    assert!(
+        rejected >= f64::from(refused),
+        "every refusal is counted ({rejected} < {refused})"
+    );
+    assert!(
+        m.contains("leadline_writer_batch_size_bucket"),
+        "a batch-size histogram"
+    );
+    assert!(
+        m.contains("leadline_writer_commit_duration_seconds_bucket"),
+        "a commit-time histogram"
+    );
 }
 
 /// A revoked key is refused at once by the instance that revoked it and, on a
