@@ -73,6 +73,7 @@ impl Dispatcher {
     /// Runs until `stop` turns true; deliveries under way are finished and reported.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         tracing::info!(worker = %self.id, "outbox dispatcher started");
+        let mut reporting = tokio::task::JoinSet::new();
         loop {
             if *stop.borrow() {
                 break;
@@ -105,8 +106,13 @@ impl Dispatcher {
                     reports.push(r);
                 }
             }
-            self.report(reports).await;
+            // Recorded while the next batch is claimed (they share a commit); the
+            // messages stay leased to this worker until then, so none is claimed twice.
+            let me = self.clone();
+            reporting.spawn(async move { me.report(reports).await });
+            while reporting.try_join_next().is_some() {}
         }
+        while reporting.join_next().await.is_some() {}
         tracing::info!(worker = %self.id, "outbox dispatcher stopped");
     }
 

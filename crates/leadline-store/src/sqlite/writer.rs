@@ -138,9 +138,10 @@ impl Writer {
         Ok(Self { tx, failing, stats })
     }
 
-    /// Whether the writer could not commit lately (its last batch and a probe failed).
+    /// Whether the writer could not commit lately (its last batch and a probe
+    /// failed), or has stopped.
     pub(crate) fn is_failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
+        self.failing.load(Ordering::Relaxed) || self.tx.is_closed()
     }
 
     pub(crate) fn stats(&self) -> &WriterStats {
@@ -322,7 +323,14 @@ impl Task {
         let result = (|| {
             for job in jobs {
                 conn.execute_batch("SAVEPOINT job")?;
-                match job(conn) {
+                // A job that panics fails alone (its reply is dropped: the caller
+                // hears `Unavailable`); the writer and the batch go on.
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))).unwrap_or_else(|_| {
+                        tracing::error!("a write job panicked; it was rolled back");
+                        None
+                    });
+                match outcome {
                     Some(r) => {
                         replies.push(r);
                         conn.execute_batch("RELEASE job")?;
