@@ -182,6 +182,23 @@ impl Store for PgStore {
         Ok(out)
     }
 
+    async fn report_attempts(&self, reports: Vec<AttemptReport>) -> crate::Result<Vec<bool>> {
+        // One transaction for the dispatcher's batch, not one per message; rows are
+        // locked in id order, so two instances' batches cannot deadlock on them.
+        let mut order: Vec<usize> = (0..reports.len()).collect();
+        order.sort_by(|a, b| reports[*a].message_id.as_str().cmp(reports[*b].message_id.as_str()));
+        let mut tx = self.pool.begin().await?;
+        let mut out = vec![false; reports.len()];
+        for i in order {
+            out[i] = report_in(&mut tx, &reports[i], " FOR UPDATE").await?;
+        }
+        tx.commit().await?;
+        if reports.iter().any(|r| r.disable_endpoint) {
+            self.cache.invalidate();
+        }
+        Ok(out)
+    }
+
     async fn get_message(&self, id: &MsgId) -> crate::Result<Option<OutboxMessage>> {
         q_get_message(&self.pool, id).await
     }

@@ -77,7 +77,75 @@ conformance!(
     cleanups_delete_exactly_what_is_past_retention,
     job_leases_have_one_holder,
     dead_letter_and_delivery_cleanups_respect_their_cutoffs,
+    batched_reports_record_what_the_worker_holds,
 );
+
+/// `report_attempts` records each message its worker holds, says which it did, and
+/// leaves the others alone.
+async fn batched_reports_record_what_the_worker_holds(b: Backend) {
+    use leadline_core::delivery::{Attempt, AttemptReport, MessageStatus, OutboxMessage, Payload};
+    let (_db, s) = open(b).await;
+    let t = tenant("Reports");
+    s.commit(ChangeSet::one(Change::InsertTenant(t.clone())))
+        .await
+        .expect("insert");
+    let now = now();
+    let mut cs = ChangeSet::new();
+    let msgs: Vec<OutboxMessage> = (0..3)
+        .map(|_| OutboxMessage::new(&t.id, None, Payload::Erased, now))
+        .collect();
+    for m in &msgs {
+        cs.push(Change::InsertOutbox(m.clone()));
+    }
+    s.commit(cs).await.expect("queue");
+    let claimed = s
+        .claim_due("w1", now, now + Duration::minutes(1), 2)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let report = |id: &leadline_core::id::MsgId, success: bool| AttemptReport {
+        message_id: id.clone(),
+        worker: "w1".into(),
+        attempt: Attempt {
+            attempt: 1,
+            at: now,
+            success,
+            code: None,
+            detail: None,
+            latency_ms: 1,
+        },
+        retry_at: (!success).then(|| now + Duration::minutes(5)),
+        disable_endpoint: false,
+    };
+    let unclaimed = msgs
+        .iter()
+        .find(|m| claimed.iter().all(|c| c.id != m.id))
+        .expect("one left");
+    let done = s
+        .report_attempts(vec![
+            report(&claimed[0].id, true),
+            report(&unclaimed.id, true),
+            report(&claimed[1].id, false),
+        ])
+        .await
+        .expect("report");
+    assert_eq!(done, vec![true, false, true], "only what w1 holds is recorded");
+    let status = |m: Option<OutboxMessage>| m.map(|m| (m.status, m.attempts));
+    assert_eq!(
+        status(s.get_message(&claimed[0].id).await.expect("get")),
+        Some((MessageStatus::Delivered, 1))
+    );
+    assert_eq!(
+        status(s.get_message(&claimed[1].id).await.expect("get")),
+        Some((MessageStatus::Pending, 1)),
+        "a failure to retry stays pending"
+    );
+    assert_eq!(
+        status(s.get_message(&unclaimed.id).await.expect("get")),
+        Some((MessageStatus::Pending, 0)),
+        "not held, not touched"
+    );
+}
 
 async fn dead_letter_and_delivery_cleanups_respect_their_cutoffs(b: Backend) {
     use leadline_core::delivery::{
