@@ -1,7 +1,7 @@
 //! The embedded SQLite backend: one file, WAL, `synchronous=FULL`, foreign keys on.
 //!
 //! SQLite allows one writer at a time. Every write of the process is a job for the
-//! [`writer`] task, which owns the one write connection and commits many jobs in
+//! [`writer`] thread, which owns the one write connection and commits many jobs in
 //! one transaction (group commit, a savepoint per job). Reads use a pool of
 //! read-only connections.
 
