@@ -1,10 +1,12 @@
-//! Queries that read and write the same on both backends.
+//! Queries shared through sqlx: the reads of both backends, and PostgreSQL's writes.
 //!
 //! SQLite accepts PostgreSQL's `$1` placeholders and both map our column types
 //! (TEXT timestamps in SQLite, `timestamptz` in PostgreSQL) through sqlx, so the
-//! statements are shared. The [`common_queries!`] macro expands them inside each
-//! backend module against its own `Db` and `Conn` types; what differs (locking,
-//! transactions, pools) stays in the backend module.
+//! reads are shared: [`common_queries!`] expands them inside each backend module
+//! against its own `Db` type. [`common_writes!`] expands the writes in the
+//! PostgreSQL module; SQLite's single writer thread runs the same statements through
+//! rusqlite (`sqlite/write.rs`). What differs (locking, transactions, pools) stays in
+//! the backend module.
 
 /// A snake_case serde enum as its stored text.
 pub(crate) fn enum_text<T: serde::Serialize>(v: &T) -> Option<String> {

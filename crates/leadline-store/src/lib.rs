@@ -1,7 +1,8 @@
 //! Leadline's storage: the [`Store`] trait and its two backends.
 //!
 //! - [`sqlite`]: the embedded default. One file, WAL, `synchronous=FULL`, every write
-//!   through one writer connection with `BEGIN IMMEDIATE`, reads from a pool.
+//!   a job for one writer thread that commits many jobs per transaction (group
+//!   commit, a savepoint each), reads from a pool.
 //! - [`postgres`]: for several `leadline` instances sharing one database.
 //!
 //! Writes go through [`Store::commit`] with a [`ChangeSet`] decided by the domain;
