@@ -117,6 +117,11 @@ pub struct IdempotentResponse {
     pub location: Option<String>,
     /// The body.
     pub body: Vec<u8>,
+    /// The claim this response completes (see `IdempotencyClaim::holder`): the
+    /// record is completed only if that claim still holds it; otherwise (another
+    /// request took it over) the whole change set is refused as stale. `None`
+    /// completes whoever holds it.
+    pub holder: Option<String>,
 }
 
 /// Writes decided inside the transaction from what the first part decided (for

@@ -29,16 +29,25 @@ pub struct AppState {
     pub rate_limits: crate::ratelimit::RateLimits,
     /// Wakes the outbox dispatcher.
     pub outbox: Arc<tokio::sync::Notify>,
+    /// The idempotency claims of this process's running requests.
+    pub claims: Arc<crate::claims::Claims>,
 }
 
-/// The longest a request may run before it is answered 408.
+/// The longest a request's handler may run before it is answered 408.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The longest a request may take in all: its handler, plus rate limiting, the
+/// idempotency claim and the audit write around it. Nothing a request holds (an
+/// idempotency claim, say) needs to outlive this.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(35);
 
 /// A built, bound, not yet serving application.
 pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// Held while serving a SQLite database: the only server on it.
+    _lock: Option<crate::claims::ServeLock>,
 }
 
 /// Startup failures.
@@ -112,6 +121,12 @@ impl Application {
 
     /// Like [`Application::build`] with an open store.
     pub async fn with_store(config: Config, store: Arc<dyn Store>, admin: &SecretString) -> Result<Self, StartError> {
+        let lock = match crate::claims::sqlite_path(config.database_url.expose_secret()) {
+            Some(path) if store.backend() == leadline_store::Backend::Sqlite => {
+                Some(crate::claims::ServeLock::acquire(&path).map_err(StartError::Io)?)
+            }
+            _ => None,
+        };
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", config.bind)))?;
@@ -123,7 +138,7 @@ impl Application {
         );
         let rate_limits = match &config.redis_url {
             Some(url) => rate_limits
-                .shared(url.expose_secret(), &config.redis_key_prefix)
+                .shared(url.expose_secret(), &config.redis_key_prefix, config.redis_timeout)
                 .await
                 .map_err(StartError::Io)?,
             None => rate_limits,
@@ -134,6 +149,7 @@ impl Application {
             admin_key_hash: sha2_digest(admin.expose_secret().as_bytes()),
             rate_limits,
             outbox: Arc::new(tokio::sync::Notify::new()),
+            claims: crate::claims::Claims::new(lock.is_some()),
         };
         // Fail at start, not at the first email, on a bad mail setting.
         crate::worker::Dispatcher::new(state.store.clone(), state.config.clone(), state.outbox.clone())
@@ -142,6 +158,7 @@ impl Application {
             listener,
             router: router(state.clone()),
             state,
+            _lock: lock,
         })
     }
 
@@ -172,6 +189,7 @@ impl Application {
             stop_rx.clone(),
         ));
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx));
+        let renew = tokio::spawn(self.state.claims.clone().renew(self.state.store.clone()));
         let limits = self.state.rate_limits.clone();
         let janitor = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -202,6 +220,7 @@ impl Application {
         };
         janitor.abort();
         janitor_task.abort();
+        renew.abort();
         // Deliveries under way finish and are reported; the rest wait in the outbox.
         let _ = stop_tx.send(true);
         if tokio::time::timeout(grace, dispatcher).await.is_err() {
@@ -230,6 +249,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::ratelimit::rate_limit,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_DEADLINE,
         ))
         .layer(axum::middleware::from_fn(crate::middleware::request_context))
         .with_state(state)

@@ -206,12 +206,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Restore { file, force } => {
             use secrecy::ExposeSecret;
             let url = config.database_url.expose_secret();
-            let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+            let Some(path) = crate::claims::sqlite_path(url) else {
                 return Err(CliError::Message(
                     "restore is for SQLite; restore PostgreSQL with pg_restore or from its base backups".into(),
                 ));
             };
-            let path = PathBuf::from(path.split('?').next().unwrap_or(path));
+            // Never under a running server: it would keep writing to the old file.
+            let _lock = crate::claims::ServeLock::acquire(&path)
+                .map_err(|e| CliError::Message(format!("{e}; stop it before restoring")))?;
             let version = crate::maintenance::restore(&file, &path, force)
                 .await
                 .map_err(CliError::Message)?;

@@ -96,6 +96,10 @@ pub struct Config {
     pub redis_url: Option<SecretString>,
     /// Prefix of Leadline's keys in Redis.
     pub redis_key_prefix: String,
+    /// The longest a Redis call may take before the instance limits locally.
+    pub redis_timeout: Duration,
+    /// The longest one email delivery may take (connect, dialogue, send).
+    pub smtp_timeout: Duration,
     /// Per-IP requests a minute (every class not set otherwise).
     pub rate_limit_per_minute: u32,
     /// Per-IP requests a minute on public routes.
@@ -150,8 +154,10 @@ const SETTINGS: &[(&str, &str)] = &[
     ("LEADLINE_PUBLIC_BASE_URL", ""),
     ("LEADLINE_SMTP_URL", ""),
     ("LEADLINE_MAIL_FROM", "Leadline <no-reply@localhost>"),
+    ("LEADLINE_SMTP_TIMEOUT", "30s"),
     ("LEADLINE_REDIS_URL", ""),
     ("LEADLINE_REDIS_KEY_PREFIX", "leadline"),
+    ("LEADLINE_REDIS_TIMEOUT", "50ms"),
     ("LEADLINE_RATE_LIMIT_PER_MINUTE", "60"),
     ("LEADLINE_RATE_LIMIT_PUBLIC_PER_MINUTE", ""),
     ("LEADLINE_RATE_LIMIT_TENANT_PER_MINUTE", ""),
@@ -252,6 +258,8 @@ impl Config {
         let retry_base_delay = dur("LEADLINE_RETRY_BASE_DELAY");
         let retry_max_delay = dur("LEADLINE_RETRY_MAX_DELAY");
         let webhook_timeout = dur("LEADLINE_WEBHOOK_TIMEOUT");
+        let redis_timeout = dur("LEADLINE_REDIS_TIMEOUT");
+        let smtp_timeout = dur("LEADLINE_SMTP_TIMEOUT");
         let idempotency_ttl = dur("LEADLINE_IDEMPOTENCY_TTL");
         let audit_retention = dur("LEADLINE_AUDIT_RETENTION");
         let dead_letter_retention = dur("LEADLINE_DEAD_LETTER_RETENTION");
@@ -259,6 +267,9 @@ impl Config {
         let worker_poll = dur("LEADLINE_WORKER_POLL");
         let delivery_log_retention = dur("LEADLINE_DELIVERY_LOG_RETENTION");
         let janitor_interval = dur("LEADLINE_JANITOR_INTERVAL");
+        if janitor_interval < Duration::from_secs(1) {
+            errors.push("LEADLINE_JANITOR_INTERVAL: must be at least 1s".into());
+        }
         let writer_max_wait = {
             let v = get("LEADLINE_WRITER_MAX_WAIT");
             match humantime::parse_duration(&v) {
@@ -405,6 +416,8 @@ impl Config {
             mail_from: get("LEADLINE_MAIL_FROM"),
             redis_url: redis_url.map(Into::into),
             redis_key_prefix: get("LEADLINE_REDIS_KEY_PREFIX"),
+            redis_timeout,
+            smtp_timeout,
             rate_limit_per_minute,
             rate_limit_public_per_minute,
             rate_limit_tenant_per_minute,

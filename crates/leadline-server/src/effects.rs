@@ -10,7 +10,6 @@
 //! set, so a request takes effect exactly once with its audit entry or not at all.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
@@ -31,10 +30,6 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::MAX_BODY;
 use crate::middleware::RequestId;
 
-/// How long a claimed idempotency record holds if its process dies mid-request.
-/// Requests time out well before (see `app::REQUEST_TIMEOUT`).
-const CLAIM_LEASE: Duration = Duration::from_secs(120);
-
 #[derive(Debug, Clone)]
 struct State_ {
     request_id: Option<String>,
@@ -47,7 +42,7 @@ struct State_ {
     tenant_id: Option<TenantId>,
     resource_id: Option<String>,
     details: serde_json::Value,
-    claim: Option<(String, String)>,
+    claim: Option<Arc<crate::claims::Held>>,
     cors_origin: Option<String>,
     outbox: Option<Arc<tokio::sync::Notify>>,
     action: Option<String>,
@@ -195,10 +190,11 @@ impl Effects {
                 serde_json::to_vec(&value).unwrap_or_default()
             };
             changes.push(Change::InsertAudit(Effects::entry(&snapshot, status.as_u16())));
-            if let Some((scope, key)) = &snapshot.claim {
+            if let Some(held) = &snapshot.claim {
                 changes.push(Change::CompleteIdempotency(IdempotentResponse {
-                    scope: scope.clone(),
-                    key: key.clone(),
+                    scope: held.scope.clone(),
+                    key: held.key.clone(),
+                    holder: Some(held.holder.clone()),
                     status: status.as_u16(),
                     content_type: (status != StatusCode::NO_CONTENT).then(|| "application/json".to_owned()),
                     location: None,
@@ -404,6 +400,11 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
                 Err(_) => return finish(&state, &fx, ApiError::PayloadTooLarge.into_response(), auditable).await,
             };
             let key = String::from_utf8_lossy(raw.as_bytes()).into_owned();
+            // Running here already: no write needed to say so.
+            let Some(held) = state.claims.hold(&scope, &key) else {
+                return ApiError::Conflict("A request with this Idempotency-Key is still running; retry later.".into())
+                    .into_response();
+            };
             let now = clock::now();
             let claim = IdempotencyClaim {
                 scope: scope.clone(),
@@ -412,11 +413,13 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
                 path: path.clone(),
                 fingerprint: hex::encode(sha2::Sha256::digest(&bytes)),
                 now,
-                locked_until: now + CLAIM_LEASE,
+                locked_until: now + crate::claims::CLAIM_LEASE,
                 expires_at: now + state.config.idempotency_ttl,
+                holder: held.holder.clone(),
+                exclusive: state.claims.exclusive(),
             };
             match state.store.claim_idempotency(&claim).await {
-                Ok(ClaimOutcome::Claimed) => fx.with(|s| s.claim = Some((scope, key))),
+                Ok(ClaimOutcome::Claimed) => fx.with(|s| s.claim = Some(Arc::new(held))),
                 Ok(ClaimOutcome::InFlight) => {
                     return ApiError::Conflict(
                         "A request with this Idempotency-Key is still running; retry later.".into(),
@@ -468,10 +471,13 @@ async fn finish(state: &AppState, fx: &Effects, mut res: Response, auditable: bo
     let status = res.status();
     let problem = res.extensions().get::<Problem>().cloned();
     let mut changes = ChangeSet::new();
-    if let Some((scope, key)) = &s.claim {
+    if let Some(held) = &s.claim {
+        let (scope, key) = (&held.scope, &held.key);
         if status.is_server_error() {
-            if let Err(e) = state.store.release_idempotency(scope, key).await {
-                tracing::error!(error = %e, "could not release an idempotency claim");
+            // When this fails too (the database cannot write), the claim is still
+            // free for the client's retry on this instance (see `claims`).
+            if let Err(e) = state.store.release_idempotency(scope, key, &held.holder).await {
+                tracing::warn!(error = %e, "could not release an idempotency claim");
             }
         } else {
             let (content_type, body, res2) = match &problem {
@@ -500,6 +506,7 @@ async fn finish(state: &AppState, fx: &Effects, mut res: Response, auditable: bo
                 content_type: (!content_type.is_empty()).then_some(content_type),
                 location: None,
                 body,
+                holder: Some(held.holder.clone()),
             }));
         }
     }

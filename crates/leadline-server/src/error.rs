@@ -99,6 +99,10 @@ pub enum ApiError {
     /// queue is full, or its last commit failed. Nothing of the request is stored.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The database's disk is full (503, with `Retry-After`); nothing of the
+    /// request is stored, and writes succeed again once space is freed.
+    #[error("disk full")]
+    DiskFull,
     /// A bug or an outage (500); the cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -135,6 +139,11 @@ impl ApiError {
             ),
             Self::NotImplemented(d) => Problem::new(StatusCode::NOT_IMPLEMENTED, "not-implemented", d.clone()),
             Self::Unavailable(d) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", d.clone()),
+            Self::DiskFull => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The server cannot store anything right now (its disk is full); nothing was stored. Retry later.",
+            ),
             Self::Internal(_) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -146,8 +155,36 @@ impl From<ValidationErrors> for ApiError {
     }
 }
 
+/// When a write last failed on a full disk (seconds since the Unix epoch; 0: never).
+static DISK_FULL_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Whether a write failed on a full disk within the last `window` (PostgreSQL's
+/// readiness probes the disk then; the SQLite writer knows by itself).
+pub fn disk_full_lately(window: std::time::Duration) -> bool {
+    let at = DISK_FULL_AT.load(std::sync::atomic::Ordering::Relaxed);
+    at != 0 && unix_now().saturating_sub(at) <= window.as_secs()
+}
+
+/// A probe write succeeded: the disk takes writes again.
+pub fn disk_full_cleared() {
+    DISK_FULL_AT.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_disk_full() {
+            DISK_FULL_AT.store(unix_now(), std::sync::atomic::Ordering::Relaxed);
+            metrics::counter!("leadline_disk_full_total").increment(1);
+            tracing::warn!("a write was refused: the disk is full");
+            return Self::DiskFull;
+        }
         match e {
             StoreError::Conflict(what) => Self::Conflict(format!(
                 "A resource with the same unique value already exists ({what})."
@@ -179,6 +216,12 @@ impl IntoResponse for ApiError {
             res.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        if matches!(self, Self::DiskFull) {
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
             );
         }
         if matches!(self, Self::Unauthorized(_)) {

@@ -1,6 +1,7 @@
 //! Leadline's server: the HTTP API, configuration, startup and the CLI.
 
 pub mod app;
+pub mod claims;
 pub mod cli;
 pub mod clock;
 pub mod config;

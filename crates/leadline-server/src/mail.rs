@@ -3,7 +3,6 @@
 //! `LEADLINE_SMTP_URL`, else `.eml` files under `<data_dir>/mail/`).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use leadline_core::delivery::EmailPayload;
 use leadline_core::tenant::{Settings, Template};
@@ -174,7 +173,7 @@ impl Mailer {
             Some(url) => {
                 let t = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
                     .map_err(|e| format!("LEADLINE_SMTP_URL: {e}"))?
-                    .timeout(Some(Duration::from_secs(30)))
+                    .timeout(Some(config.smtp_timeout))
                     .build();
                 Ok(Self::Smtp(t))
             }

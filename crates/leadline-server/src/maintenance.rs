@@ -297,7 +297,10 @@ pub async fn restore(file: &Path, target: &Path, force: bool) -> Result<i64, Str
 }
 
 /// The janitor: runs the cleanups every interval and the backup daily, each under a
-/// lease so that one instance of several does it.
+/// lease so that one instance of several does it. The cleanup lease lasts one
+/// interval from its start and is renewed while the jobs run, so whatever the
+/// interval (and however long the jobs take), one instance runs them at a time and
+/// at most once per interval.
 pub async fn janitor(
     store: std::sync::Arc<dyn Store>,
     config: std::sync::Arc<Config>,
@@ -305,23 +308,37 @@ pub async fn janitor(
 ) {
     let holder = format!("janitor-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
     let interval = config.janitor_interval;
+    let lease = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::hours(1));
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {},
             _ = stop.changed() => return,
         }
         let now = crate::clock::now();
-        let lease =
-            chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::hours(1)) - chrono::Duration::seconds(5);
         if matches!(store.try_lease("cleanup", &holder, now, now + lease).await, Ok(true)) {
-            for action in [
-                "cleanup_expired_keys",
-                "cleanup_old_audit",
-                "cleanup_old_dead_letters",
-                "cleanup_old_deliveries",
-                "expire_quotes",
-            ] {
-                janitor_run(store.as_ref(), &config, action, now).await;
+            let jobs = async {
+                for action in [
+                    "cleanup_expired_keys",
+                    "cleanup_old_audit",
+                    "cleanup_old_dead_letters",
+                    "cleanup_old_deliveries",
+                    "expire_quotes",
+                ] {
+                    janitor_run(store.as_ref(), &config, action, now).await;
+                }
+            };
+            tokio::pin!(jobs);
+            let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval / 2, interval / 2);
+            loop {
+                tokio::select! {
+                    () = &mut jobs => break,
+                    _ = heartbeat.tick() => {
+                        let t = crate::clock::now();
+                        if !matches!(store.try_lease("cleanup", &holder, t, t + lease).await, Ok(true)) {
+                            tracing::warn!("the janitor could not renew its lease; another instance may start the cleanups");
+                        }
+                    }
+                }
             }
         }
         let day = chrono::Duration::hours(23);

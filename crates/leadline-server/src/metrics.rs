@@ -68,7 +68,19 @@ pub fn init() -> &'static PrometheusHandle {
             "leadline_webhooks_delivered_total",
             "Webhook delivery attempts by result."
         );
-        describe_counter!("leadline_errors_total", "Error responses by class (4xx, 5xx).");
+        describe_counter!(
+            "leadline_errors_total",
+            "Error responses by class: 4xx, 5xx (faults), refused (501 and 503, part of the contract)."
+        );
+        describe_counter!(
+            "leadline_ratelimit_fallback_total",
+            "Requests limited by the instance's own limiter because Redis did not answer."
+        );
+        describe_gauge!(
+            "leadline_ratelimit_degraded",
+            "1 while Redis is configured but does not answer (limiting locally)."
+        );
+        describe_counter!("leadline_disk_full_total", "Writes refused because the disk is full.");
         describe_counter!("leadline_rate_limited_total", "Requests refused by the rate limiter.");
         describe_counter!(
             "leadline_idempotent_replays_total",
@@ -99,10 +111,12 @@ pub fn init() -> &'static PrometheusHandle {
             "leadline_idempotent_replays_total",
             "leadline_dead_letters_total",
             "leadline_writer_rejected_total",
+            "leadline_ratelimit_fallback_total",
+            "leadline_disk_full_total",
         ] {
             metrics::counter!(name).increment(0);
         }
-        for class in ["4xx", "5xx"] {
+        for class in ["4xx", "5xx", "refused"] {
             metrics::counter!("leadline_errors_total", "class" => class).increment(0);
         }
         for result in ["success", "failure"] {
@@ -139,9 +153,19 @@ pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
         .record(seconds);
     if (400..500).contains(&status) {
         metrics::counter!("leadline_errors_total", "class" => "4xx").increment(1);
+    } else if is_refusal(status) {
+        metrics::counter!("leadline_errors_total", "class" => "refused").increment(1);
     } else if status >= 500 {
         metrics::counter!("leadline_errors_total", "class" => "5xx").increment(1);
     }
+}
+
+/// A 5xx that is part of the contract, not a fault: 501 (an action this backend
+/// does not support) and 503 (backpressure, a full disk, a dependency down: the
+/// problem says which, with `Retry-After`). Counted as `refused`, logged at WARN;
+/// `5xx` is left for what needs a developer.
+pub fn is_refusal(status: u16) -> bool {
+    matches!(status, 501 | 503)
 }
 
 /// The exposition text, process metrics refreshed.

@@ -61,7 +61,9 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     crate::metrics::record_request(method.as_str(), &route, status.as_u16(), elapsed);
     let latency_ms = elapsed * 1000.0;
     span.in_scope(|| {
-        if status.is_server_error() {
+        if crate::metrics::is_refusal(status.as_u16()) {
+            tracing::warn!(status = status.as_u16(), latency_ms, "request refused");
+        } else if status.is_server_error() {
             tracing::error!(status = status.as_u16(), latency_ms, "request failed");
         } else {
             tracing::info!(status = status.as_u16(), latency_ms, "request");

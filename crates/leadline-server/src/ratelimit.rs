@@ -5,13 +5,18 @@
 //! Each limiter allows its per-minute quota as a burst and refills it evenly, so
 //! 60 a minute means: 60 at once, then one a second. With `LEADLINE_REDIS_URL` the
 //! quota is shared by every instance (GCRA in a Redis script); otherwise, or while
-//! Redis is unreachable, each instance keeps its own (`governor`). Answers carry
+//! Redis is unreachable, each instance keeps its own (`governor`): every Redis call
+//! is bounded by `LEADLINE_REDIS_TIMEOUT`, and one that fails or times out switches
+//! the instance to its local limiter at once until a background check finds Redis
+//! answering again (counted in `leadline_ratelimit_fallback_total`, logged once per
+//! outage). Answers carry
 //! the IETF draft headers `RateLimit-Policy: "tenant";q=60;w=60` and
 //! `RateLimit: "tenant";r=57;t=3`; a refusal is a 429 problem with `Retry-After`.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -64,19 +69,125 @@ redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
 return {1, math.floor((now - allow_at) / emission), new_tat - now}
 "#;
 
-/// The quota shared through Redis.
-#[derive(Clone)]
+/// The quota shared through Redis, with a circuit breaker: a call that fails or
+/// does not answer within `timeout` opens it; while open no request waits for
+/// Redis, each instance limits locally, and one background task tries Redis every
+/// [`REDIS_RETRY`] until it answers, then closes it.
 struct Shared {
-    conn: redis::aio::ConnectionManager,
-    script: Arc<redis::Script>,
+    client: redis::Client,
+    conn: std::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    script: redis::Script,
     prefix: String,
+    timeout: Duration,
+    degraded: AtomicBool,
+}
+
+/// How often an instance limiting locally checks whether Redis answers again.
+pub const REDIS_RETRY: Duration = Duration::from_secs(1);
+
+/// How long start-up waits for Redis before it starts with the local limiter.
+const REDIS_START_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long a (re)connection to Redis may take; it never delays a request.
+const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl Shared {
+    async fn connect(&self) -> Result<redis::aio::MultiplexedConnection, String> {
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(REDIS_CONNECT_TIMEOUT)
+            .set_response_timeout(self.timeout.max(Duration::from_millis(200)));
+        let attempt = async {
+            let mut conn = self
+                .client
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await
+                .map_err(|e| e.to_string())?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(conn)
+        };
+        tokio::time::timeout(REDIS_CONNECT_TIMEOUT * 2, attempt)
+            .await
+            .map_err(|_| "no answer".to_owned())?
+    }
+
+    fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_connection(&self, conn: Option<redis::aio::MultiplexedConnection>) {
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+    }
+
+    /// Opens the breaker (once per outage: one log line, one recovery task).
+    fn degrade(self: &Arc<Self>, why: &str) {
+        self.set_connection(None);
+        if self.degraded.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        metrics::gauge!("leadline_ratelimit_degraded").set(1.0);
+        tracing::warn!(error = %why, "Redis does not answer; each instance limits locally until it does");
+        let me = self.clone();
+        tokio::spawn(async move { me.recover().await });
+    }
+
+    async fn recover(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(REDIS_RETRY).await;
+            if let Ok(conn) = self.connect().await {
+                self.set_connection(Some(conn));
+                self.degraded.store(false, Ordering::Release);
+                metrics::gauge!("leadline_ratelimit_degraded").set(0.0);
+                tracing::info!("Redis answers again; rate limits are shared again");
+                return;
+            }
+        }
+    }
+
+    /// One GCRA step in Redis: `None` when Redis cannot answer now.
+    async fn check(self: &Arc<Self>, key: String, emission_ms: u64, q: u32) -> Option<(i64, i64, i64)> {
+        if self.degraded.load(Ordering::Acquire) {
+            return None;
+        }
+        let Some(mut conn) = self.connection() else {
+            self.degrade("no connection");
+            return None;
+        };
+        let mut invocation = self.script.key(key);
+        invocation.arg(emission_ms).arg(q);
+        let call = invocation.invoke_async(&mut conn);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(answer)) => Some(answer),
+            Ok(Err(e)) => {
+                self.degrade(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.degrade(&format!("no answer within {} ms", self.timeout.as_millis()));
+                None
+            }
+        }
+    }
 }
 
 /// The limiters of one server.
 #[derive(Clone)]
 pub struct RateLimits {
     local: Arc<[Limiter; 3]>,
-    shared: Option<Shared>,
+    shared: Option<Arc<Shared>>,
+}
+
+/// How the rate limits are shared, for `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedState {
+    /// No Redis configured: each instance limits on its own.
+    Local,
+    /// Redis answers: the quotas are shared.
+    Shared,
+    /// Redis is configured but does not answer: limiting locally meanwhile.
+    Degraded,
 }
 
 impl RateLimits {
@@ -92,21 +203,39 @@ impl RateLimits {
         }
     }
 
-    /// Shares the quotas through Redis at `url`; keys start with `prefix`.
-    pub async fn shared(self, url: &str, prefix: &str) -> Result<Self, String> {
+    /// Shares the quotas through Redis at `url`; keys start with `prefix`, and a
+    /// Redis call that takes longer than `timeout` falls back to the local limiter.
+    /// Redis need not answer now: until it does, each instance limits locally.
+    pub async fn shared(self, url: &str, prefix: &str, timeout: Duration) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("LEADLINE_REDIS_URL: {e}"))?;
-        let conn = redis::aio::ConnectionManager::new(client)
-            .await
-            .map_err(|e| format!("LEADLINE_REDIS_URL: cannot connect: {e}"))?;
-        let shared = Shared {
-            conn,
-            script: Arc::new(redis::Script::new(GCRA)),
+        let shared = Arc::new(Shared {
+            client,
+            conn: std::sync::Mutex::new(None),
+            script: redis::Script::new(GCRA),
             prefix: prefix.to_owned(),
-        };
+            timeout,
+            degraded: AtomicBool::new(false),
+        });
+        metrics::gauge!("leadline_ratelimit_degraded").set(0.0);
+        // Start at once whatever Redis does: a short try, then the local limiter.
+        match tokio::time::timeout(REDIS_START_TIMEOUT, shared.connect()).await {
+            Ok(Ok(conn)) => shared.set_connection(Some(conn)),
+            Ok(Err(e)) => shared.degrade(&format!("unreachable at start: {e}")),
+            Err(_) => shared.degrade("unreachable at start: no answer"),
+        }
         Ok(Self {
             shared: Some(shared),
             ..self
         })
+    }
+
+    /// Whether the quotas are shared right now.
+    pub fn shared_state(&self) -> SharedState {
+        match &self.shared {
+            None => SharedState::Local,
+            Some(s) if s.degraded.load(Ordering::Acquire) => SharedState::Degraded,
+            Some(_) => SharedState::Shared,
+        }
     }
 
     /// Forgets clients whose quota is full again (bounded memory).
@@ -140,21 +269,13 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     if let Some(shared) = &limits.shared {
         let key = format!("{}:rl:{}:{ip}", shared.prefix, limiter.name);
         let emission_ms = (60_000 / u64::from(q)).max(1);
-        let mut conn = shared.conn.clone();
-        let answer: Result<(i64, i64, i64), _> = shared
-            .script
-            .key(key)
-            .arg(emission_ms)
-            .arg(q)
-            .invoke_async(&mut conn)
-            .await;
-        match answer {
-            Ok((1, remaining, ms)) => {
+        match shared.check(key, emission_ms, q).await {
+            Some((1, remaining, ms)) => {
                 let reset = u64::try_from(ms).unwrap_or(0).div_ceil(1000);
                 let remaining = u32::try_from(remaining).unwrap_or(0).min(q);
                 return with_headers(next.run(req).await, &policy, limiter.name, remaining, reset);
             }
-            Ok((_, _, ms)) => {
+            Some((_, _, ms)) => {
                 return refused(
                     &policy,
                     limiter.name,
@@ -162,7 +283,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
                 );
             }
             // Redis unreachable: each instance limits on its own until it is back.
-            Err(e) => tracing::warn!(error = %e, "shared rate limit unavailable; limiting locally"),
+            None => metrics::counter!("leadline_ratelimit_fallback_total").increment(1),
         }
     }
     match limiter.inner.check_key(&ip) {

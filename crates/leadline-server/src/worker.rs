@@ -67,50 +67,70 @@ impl Dispatcher {
 
     /// The lease: longer than any one delivery may take.
     fn lease(&self) -> Duration {
-        self.config.webhook_timeout + Duration::from_secs(45)
+        self.config.webhook_timeout.max(self.config.smtp_timeout) + Duration::from_secs(45)
     }
 
     /// Runs until `stop` turns true; deliveries under way are finished and reported.
+    ///
+    /// Up to [`BATCH`] deliveries run at once, each bounded by its timeout. As soon
+    /// as some finish, their reports are recorded together and their slots are
+    /// filled with new claims, so a target that never answers holds one slot for
+    /// its timeout and delays nobody else's delivery.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         tracing::info!(worker = %self.id, "outbox dispatcher started");
+        let mut running: tokio::task::JoinSet<AttemptReport> = tokio::task::JoinSet::new();
         let mut reporting = tokio::task::JoinSet::new();
+        let mut finished: Vec<AttemptReport> = Vec::new();
         loop {
+            if !finished.is_empty() {
+                // Recorded while the next claim runs (they share a commit); the
+                // messages stay leased to this worker until then, so none is
+                // claimed twice.
+                let me = self.clone();
+                let reports = std::mem::take(&mut finished);
+                reporting.spawn(async move { me.report(reports).await });
+            }
+            while reporting.try_join_next().is_some() {}
             if *stop.borrow() {
                 break;
             }
-            let now = clock::now();
-            let until = now + self.lease();
-            let batch = match self.store.claim_due(&self.id, now, until, BATCH).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "could not claim outbox messages");
-                    Vec::new()
-                }
-            };
-            if batch.is_empty() {
-                tokio::select! {
-                    () = self.notify.notified() => {},
-                    () = tokio::time::sleep(self.config.worker_poll) => {},
-                    _ = stop.changed() => {},
-                }
-                continue;
-            }
-            let mut set = tokio::task::JoinSet::new();
-            for m in batch {
-                let me = self.clone();
-                set.spawn(async move { me.deliver(m).await });
-            }
-            let mut reports = Vec::new();
-            while let Some(r) = set.join_next().await {
-                if let Ok(r) = r {
-                    reports.push(r);
+            let free = BATCH.saturating_sub(u32::try_from(running.len()).unwrap_or(BATCH));
+            if free > 0 {
+                let now = clock::now();
+                let until = now + self.lease();
+                match self.store.claim_due(&self.id, now, until, free).await {
+                    Ok(batch) => {
+                        for m in batch {
+                            let me = self.clone();
+                            running.spawn(async move { me.deliver(m).await });
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "could not claim outbox messages"),
                 }
             }
-            // Recorded while the next batch is claimed (they share a commit); the
-            // messages stay leased to this worker until then, so none is claimed twice.
-            let me = self.clone();
-            reporting.spawn(async move { me.report(reports).await });
-            while reporting.try_join_next().is_some() {}
+            tokio::select! {
+                Some(r) = running.join_next(), if !running.is_empty() => {
+                    if let Ok(r) = r {
+                        finished.push(r);
+                    }
+                    while let Some(r) = running.try_join_next() {
+                        if let Ok(r) = r {
+                            finished.push(r);
+                        }
+                    }
+                }
+                () = self.notify.notified() => {},
+                () = tokio::time::sleep(self.config.worker_poll) => {},
+                _ = stop.changed() => {},
+            }
+        }
+        while let Some(r) = running.join_next().await {
+            if let Ok(r) = r {
+                finished.push(r);
+            }
+        }
+        if !finished.is_empty() {
+            self.report(finished).await;
         }
         while reporting.join_next().await.is_some() {}
         tracing::info!(worker = %self.id, "outbox dispatcher stopped");
@@ -150,18 +170,28 @@ impl Dispatcher {
         let attempt_no = m.attempts + 1;
         let started = std::time::Instant::now();
         let (success, code, detail, retryable, retry_after, gone, kind) = match &m.payload {
-            Payload::Email(p) => match self.mailer.send(&self.from, m.id.as_str(), p).await {
-                Ok(reply) => (
-                    true,
-                    Some(250),
-                    Some(crate::mail::short(&reply)),
-                    false,
-                    None,
-                    false,
-                    "email",
-                ),
-                Err(e) => (false, e.code, Some(e.detail), !e.permanent, None, false, "email"),
-            },
+            Payload::Email(p) => {
+                match tokio::time::timeout(self.config.smtp_timeout, self.mailer.send(&self.from, m.id.as_str(), p))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(crate::mail::SendError {
+                            permanent: false,
+                            code: None,
+                            detail: format!("no answer within {} s", self.config.smtp_timeout.as_secs()),
+                        })
+                    }) {
+                    Ok(reply) => (
+                        true,
+                        Some(250),
+                        Some(crate::mail::short(&reply)),
+                        false,
+                        None,
+                        false,
+                        "email",
+                    ),
+                    Err(e) => (false, e.code, Some(e.detail), !e.permanent, None, false, "email"),
+                }
+            }
             // From the tenant's endpoints, which the store keeps in memory.
             Payload::Webhook(w) => match self
                 .store

@@ -735,3 +735,38 @@ async fn webhook_endpoints_are_tenant_scoped_and_validated(b: Backend) {
         .expect("send");
     assert_eq!(ok.status(), 201, "a public address is accepted");
 }
+
+/// A webhook receiver that accepts the connection and never answers holds one
+/// dispatcher slot for the webhook timeout, and delays no other tenant's delivery.
+async fn a_hanging_receiver_delays_no_one_else(b: Backend) {
+    let app = TestApp::spawn_with(b, &[("LEADLINE_WEBHOOK_TIMEOUT", "6s")]).await;
+    // Accepts and holds every connection, never a byte back.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hang_url = format!("http://{}/hook", hang.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hang.accept().await {
+            held.push(s);
+        }
+    });
+    let good = Receiver::start(&[], 200).await;
+    let slow = app.tenant("Slow Sails").await;
+    let fast = app.tenant("Fast Sails").await;
+    endpoint(&app, &slow.sk, &hang_url, &["lead.created"]).await;
+    endpoint(&app, &fast.sk, &good.url, &["lead.created"]).await;
+    app.lead(&slow, lead_body("slow@example.com")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let sent = std::time::Instant::now();
+    app.lead(&fast, lead_body("fast@example.com")).await;
+    common::eventually("the other tenant's webhook", || async {
+        (!good.received().is_empty()).then_some(())
+    })
+    .await;
+    let took = sent.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "another tenant's delivery waited {took:?} behind a receiver that never answers"
+    );
+}
+
+both_backends!(a_hanging_receiver_delays_no_one_else);

@@ -783,8 +783,8 @@ macro_rules! common_writes {
         /// `for_update` locks the row where the backend needs it.
         async fn claim_in(conn: &mut Conn, c: &IdempotencyClaim, for_update: &str) -> $crate::Result<ClaimOutcome> {
             let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (scope, key, method, path, fingerprint, state, locked_until, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'in_flight', $6, $7, $8) ON CONFLICT (scope, key) DO NOTHING",
+                "INSERT INTO idempotency_keys (scope, key, method, path, fingerprint, state, locked_until, created_at, expires_at, holder) \
+                 VALUES ($1, $2, $3, $4, $5, 'in_flight', $6, $7, $8, $9) ON CONFLICT (scope, key) DO NOTHING",
             )
             .bind(&c.scope)
             .bind(&c.key)
@@ -794,6 +794,7 @@ macro_rules! common_writes {
             .bind(c.locked_until)
             .bind(c.now)
             .bind(c.expires_at)
+            .bind(&c.holder)
             .execute(&mut *conn)
             .await?;
             if inserted.rows_affected() == 1 {
@@ -801,7 +802,7 @@ macro_rules! common_writes {
             }
             let sql = format!(
                 "SELECT method, path, fingerprint, state, locked_until, expires_at, response_status, \
-                 response_content_type, response_location, response_body FROM idempotency_keys \
+                 response_content_type, response_location, response_body, holder FROM idempotency_keys \
                  WHERE scope = $1 AND key = $2{for_update}"
             );
             let Some(row) = sqlx::query(&sql).bind(&c.scope).bind(&c.key).fetch_optional(&mut *conn).await? else {
@@ -813,11 +814,18 @@ macro_rules! common_writes {
             let same = row.try_get::<String, _>("method")? == c.method
                 && row.try_get::<String, _>("path")? == c.path
                 && row.try_get::<String, _>("fingerprint")? == c.fingerprint;
-            let take_over = expires_at <= c.now || (state == "in_flight" && locked_until <= c.now && same);
+            let holder: Option<String> = row.try_get("holder")?;
+            let take_over = c.may_take_over(&$crate::FoundClaim {
+                same,
+                in_flight: state == "in_flight",
+                locked_until,
+                expires_at,
+                holder: holder.as_deref(),
+            });
             if take_over {
                 sqlx::query(
                     "UPDATE idempotency_keys SET method = $3, path = $4, fingerprint = $5, state = 'in_flight', \
-                     locked_until = $6, created_at = $7, expires_at = $8, response_status = NULL, \
+                     locked_until = $6, created_at = $7, expires_at = $8, holder = $9, response_status = NULL, \
                      response_content_type = NULL, response_location = NULL, response_body = NULL \
                      WHERE scope = $1 AND key = $2",
                 )
@@ -829,6 +837,7 @@ macro_rules! common_writes {
                 .bind(c.locked_until)
                 .bind(c.now)
                 .bind(c.expires_at)
+                .bind(&c.holder)
                 .execute(&mut *conn)
                 .await?;
                 return Ok(ClaimOutcome::Claimed);
@@ -847,6 +856,7 @@ macro_rules! common_writes {
                 content_type: row.try_get("response_content_type")?,
                 location: row.try_get("response_location")?,
                 body: row.try_get::<Option<Vec<u8>>, _>("response_body")?.unwrap_or_default(),
+                holder: None,
             }))
         }
 
@@ -1250,9 +1260,10 @@ macro_rules! common_writes {
                     .map_err(StoreError::from_db)?;
                 }
                 Change::CompleteIdempotency(r) => {
-                    sqlx::query(
+                    let done = sqlx::query(
                         "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_content_type = $4, \
-                         response_location = $5, response_body = $6 WHERE scope = $1 AND key = $2 AND state = 'in_flight'",
+                         response_location = $5, response_body = $6 WHERE scope = $1 AND key = $2 AND state = 'in_flight' \
+                         AND ($7::text IS NULL OR holder = $7)",
                     )
                     .bind(&r.scope)
                     .bind(&r.key)
@@ -1260,9 +1271,14 @@ macro_rules! common_writes {
                     .bind(&r.content_type)
                     .bind(&r.location)
                     .bind(&r.body)
+                    .bind(&r.holder)
                     .execute(&mut *conn)
                     .await
                     .map_err(StoreError::from_db)?;
+                    if done.rows_affected() == 0 && r.holder.is_some() {
+                        // Another request took the key over: this one must not take effect.
+                        return Err(StoreError::Stale);
+                    }
                 }
             }
             Ok(())

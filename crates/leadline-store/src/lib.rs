@@ -69,6 +69,10 @@ pub enum StoreError {
     /// shutting down); the text says why.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The file system under the database is full: nothing of the write is
+    /// stored; it succeeds again once space is freed.
+    #[error("the disk is full")]
+    DiskFull,
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -78,6 +82,17 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the write failed because the file system is full (SQLite's
+    /// `SQLITE_FULL`, PostgreSQL's SQLSTATE 53100 `disk_full`).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::DiskFull => true,
+            Self::Database(sqlx::Error::Database(d)) => d.code().as_deref() == Some("53100"),
+            Self::Sqlite(e) => sqlite::is_disk_full(e),
+            _ => false,
+        }
+    }
+
     /// Maps a database error to [`StoreError::Conflict`] by SQLSTATE or SQLite
     /// extended code (never by message text).
     pub(crate) fn from_db(e: sqlx::Error) -> Self {
@@ -95,7 +110,7 @@ impl StoreError {
 
 pub use cache::CACHE_TTL;
 pub use leadline_core::change::Committed;
-pub use sqlite::{WriterOptions, WriterStats};
+pub use sqlite::{WriteFault, WriterOptions, WriterStats};
 
 /// A request made with an `Idempotency-Key`, as it claims its record.
 #[derive(Debug, Clone)]
@@ -112,10 +127,51 @@ pub struct IdempotencyClaim {
     pub fingerprint: String,
     /// Now.
     pub now: DateTime<Utc>,
-    /// Until when the claim holds if its process dies.
+    /// Until when the claim holds if its process dies (renewed while it runs).
     pub locked_until: DateTime<Utc>,
     /// When the record may be forgotten.
     pub expires_at: DateTime<Utc>,
+    /// This claim: `<instance>/<unique>`. An in-flight record held by another
+    /// claim of the same instance is taken over: the instance knows it no longer
+    /// runs (the caller checks its own running requests first).
+    pub holder: String,
+    /// This process is the only one serving the database (SQLite's server holds
+    /// a lock), so any in-flight record not running here is dead and taken over.
+    pub exclusive: bool,
+}
+
+impl IdempotencyClaim {
+    /// The instance part of [`IdempotencyClaim::holder`].
+    pub fn instance(&self) -> &str {
+        self.holder.split_once('/').map_or(self.holder.as_str(), |(i, _)| i)
+    }
+
+    /// Whether an existing record is this claim's to take over: it expired; or
+    /// it is the same request, in flight, and its holder is gone (its lease ran
+    /// out, it was this instance's own, or this process serves alone).
+    pub fn may_take_over(&self, found: &FoundClaim<'_>) -> bool {
+        let holder_gone = found.locked_until <= self.now
+            || self.exclusive
+            || found
+                .holder
+                .is_some_and(|h| h.split_once('/').is_some_and(|(i, _)| i == self.instance()));
+        found.expires_at <= self.now || (found.in_flight && found.same && holder_gone)
+    }
+}
+
+/// An existing idempotency record, as a claim finds it.
+#[derive(Debug, Clone)]
+pub struct FoundClaim<'a> {
+    /// Same method, path and body.
+    pub same: bool,
+    /// Still running (not done).
+    pub in_flight: bool,
+    /// Its lease.
+    pub locked_until: DateTime<Utc>,
+    /// Its expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Its holder.
+    pub holder: Option<&'a str>,
 }
 
 /// What claiming an idempotency record found.
@@ -146,6 +202,12 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers and every migration is applied.
     async fn ready(&self) -> Result<bool>;
 
+    /// Why writes cannot commit now, when the store knows (the SQLite writer's
+    /// last commit and probe failed); `None` when they can, as far as it knows.
+    fn write_fault(&self) -> Option<WriteFault> {
+        None
+    }
+
     /// Commits a change set atomically.
     async fn commit(&self, changes: ChangeSet) -> Result<Committed>;
 
@@ -175,8 +237,13 @@ pub trait Store: Send + Sync + 'static {
     /// before committing anything), is taken over.
     async fn claim_idempotency(&self, claim: &IdempotencyClaim) -> Result<ClaimOutcome>;
 
-    /// Forgets an in-flight claim (the request failed with a 5xx; the client may retry).
-    async fn release_idempotency(&self, scope: &str, key: &str) -> Result<()>;
+    /// Forgets an in-flight claim if `holder` still holds it (the request failed
+    /// with a 5xx; the client may retry).
+    async fn release_idempotency(&self, scope: &str, key: &str, holder: &str) -> Result<()>;
+
+    /// Extends to `until` the lease of these in-flight claims `(scope, key,
+    /// holder)`, each only while that holder still holds it.
+    async fn renew_idempotency(&self, claims: Vec<(String, String, String)>, until: DateTime<Utc>) -> Result<()>;
 
     /// Audit entries, newest first; fetches up to `page.limit + 1`.
     async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Vec<AuditEntry>>;

@@ -40,6 +40,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "writer_probe",
         sql: include_str!("../migrations/sqlite/0006_writer_probe.sql"),
     },
+    Migration {
+        version: 7,
+        name: "claim_holder",
+        sql: include_str!("../migrations/sqlite/0007_claim_holder.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations.
@@ -68,6 +73,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 5,
         name: "fleet",
         sql: include_str!("../migrations/postgres/0005_fleet.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "claim_holder",
+        sql: include_str!("../migrations/postgres/0006_claim_holder.sql"),
     },
 ];
 

@@ -110,12 +110,37 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn release_idempotency(&self, scope: &str, key: &str) -> crate::Result<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'")
+    async fn release_idempotency(&self, scope: &str, key: &str, holder: &str) -> crate::Result<()> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight' AND holder = $3",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn renew_idempotency(
+        &self,
+        claims: Vec<(String, String, String)>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (scope, key, holder) in &claims {
+            sqlx::query(
+                "UPDATE idempotency_keys SET locked_until = $4 \
+                 WHERE scope = $1 AND key = $2 AND holder = $3 AND state = 'in_flight'",
+            )
             .bind(scope)
             .bind(key)
-            .execute(&self.pool)
+            .bind(holder)
+            .bind(until)
+            .execute(&mut *tx)
             .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

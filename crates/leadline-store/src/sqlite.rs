@@ -20,8 +20,9 @@ use crate::{Backend, Store};
 mod write;
 mod writer;
 
+pub(crate) use writer::is_disk_full;
 use writer::{Admission, Writer};
-pub use writer::{WriterOptions, WriterStats};
+pub use writer::{WriteFault, WriterOptions, WriterStats};
 
 type Db = sqlx::Sqlite;
 
@@ -136,7 +137,11 @@ impl Store for SqliteStore {
         let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
             .fetch_one(&self.readers)
             .await?;
-        Ok(v == Some(latest) && !self.writer.is_failing())
+        Ok(v == Some(latest))
+    }
+
+    fn write_fault(&self) -> Option<WriteFault> {
+        self.writer.fault()
     }
 
     async fn commit(&self, changes: ChangeSet) -> crate::Result<Committed> {
@@ -153,9 +158,18 @@ impl Store for SqliteStore {
         self.write_or_refuse(move |conn| write::claim(conn, &claim)).await
     }
 
-    async fn release_idempotency(&self, scope: &str, key: &str) -> crate::Result<()> {
-        let (scope, key) = (scope.to_owned(), key.to_owned());
-        self.write(move |conn| write::release(conn, &scope, &key)).await
+    async fn release_idempotency(&self, scope: &str, key: &str, holder: &str) -> crate::Result<()> {
+        let (scope, key, holder) = (scope.to_owned(), key.to_owned(), holder.to_owned());
+        self.write(move |conn| write::release(conn, &scope, &key, &holder))
+            .await
+    }
+
+    async fn renew_idempotency(
+        &self,
+        claims: Vec<(String, String, String)>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Result<()> {
+        self.write(move |conn| write::renew(conn, &claims, until)).await
     }
 
     async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> crate::Result<Vec<AuditEntry>> {

@@ -73,6 +73,7 @@ conformance!(
     concurrent_identical_leads_have_one_first,
     readiness_reports_migrations,
     idempotency_claims,
+    idempotency_claims_have_holders,
     audit_entries_list_and_filter,
     cleanups_delete_exactly_what_is_past_retention,
     job_leases_have_one_holder,
@@ -370,6 +371,9 @@ fn claim(key: &str, fingerprint: &str, now: chrono::DateTime<Utc>) -> leadline_s
         now,
         locked_until: now + Duration::seconds(60),
         expires_at: now + Duration::hours(24),
+        // An instance of its own: only the lease decides between two claims.
+        holder: format!("{}/{key}", rand::random::<u64>()),
+        exclusive: false,
     }
 }
 
@@ -403,6 +407,7 @@ async fn idempotency_claims(b: Backend) {
         content_type: Some("application/json".into()),
         location: None,
         body: b"{\"id\":1}".to_vec(),
+        holder: None,
     };
     s.commit(ChangeSet::one(Change::CompleteIdempotency(response.clone())))
         .await
@@ -422,11 +427,19 @@ async fn idempotency_claims(b: Backend) {
         ClaimOutcome::Claimed
     );
     // A released claim (a 5xx) may be claimed again at once.
+    let held = claim("r", "f1", t0);
+    assert_eq!(s.claim_idempotency(&held).await.expect("claim"), ClaimOutcome::Claimed);
+    s.release_idempotency("ten_x", "r", "someone/else")
+        .await
+        .expect("release");
     assert_eq!(
         s.claim_idempotency(&claim("r", "f1", t0)).await.expect("claim"),
-        ClaimOutcome::Claimed
+        ClaimOutcome::InFlight,
+        "only its holder releases a claim"
     );
-    s.release_idempotency("ten_x", "r").await.expect("release");
+    s.release_idempotency("ten_x", "r", &held.holder)
+        .await
+        .expect("release");
     assert_eq!(
         s.claim_idempotency(&claim("r", "f1", t0)).await.expect("claim"),
         ClaimOutcome::Claimed
@@ -435,6 +448,115 @@ async fn idempotency_claims(b: Backend) {
     let mut other = claim("k", "zz", expired);
     other.scope = "admin".into();
     assert_eq!(s.claim_idempotency(&other).await.expect("claim"), ClaimOutcome::Claimed);
+}
+
+/// Claims held by instances: an instance takes over its own dead claims at once,
+/// a lone server any claim, others wait for the lease, which holders renew; and a
+/// request whose claim was taken over cannot complete it.
+async fn idempotency_claims_have_holders(b: Backend) {
+    use leadline_core::audit::{ActorType, AuditEntry, AuditFilter, AuditScope};
+    use leadline_core::change::IdempotentResponse;
+    use leadline_core::id::AuditId;
+    use leadline_store::ClaimOutcome;
+    let (_db, s) = open(b).await;
+    let t0 = now();
+    let mut first = claim("h", "f", t0);
+    first.holder = "inst-a/1".into();
+    assert_eq!(s.claim_idempotency(&first).await.expect("claim"), ClaimOutcome::Claimed);
+    let mut other_instance = claim("h", "f", t0);
+    other_instance.holder = "inst-b/1".into();
+    assert_eq!(
+        s.claim_idempotency(&other_instance).await.expect("claim"),
+        ClaimOutcome::InFlight,
+        "another instance waits for the lease"
+    );
+    // Renewed by its holder: still held after the first lease would have run out.
+    s.renew_idempotency(
+        vec![("ten_x".into(), "h".into(), "inst-a/1".into())],
+        t0 + Duration::seconds(120),
+    )
+    .await
+    .expect("renew");
+    let mut after_first_lease = other_instance.clone();
+    after_first_lease.now = t0 + Duration::seconds(90);
+    assert_eq!(
+        s.claim_idempotency(&after_first_lease).await.expect("claim"),
+        ClaimOutcome::InFlight,
+        "a renewed lease holds"
+    );
+    // The same instance knows the first request is gone: it takes over at once.
+    let mut same_instance = claim("h", "f", t0);
+    same_instance.holder = "inst-a/2".into();
+    assert_eq!(
+        s.claim_idempotency(&same_instance).await.expect("claim"),
+        ClaimOutcome::Claimed
+    );
+    // The first request cannot complete any more, and nothing of it is stored.
+    let response = |holder: &str| IdempotentResponse {
+        scope: "ten_x".into(),
+        key: "h".into(),
+        status: 201,
+        content_type: Some("application/json".into()),
+        location: None,
+        body: b"{}".to_vec(),
+        holder: Some(holder.into()),
+    };
+    let audit_id = AuditId::generate();
+    let mut cs = ChangeSet::one(Change::InsertAudit(AuditEntry {
+        id: audit_id.clone(),
+        tenant_id: None,
+        at: t0,
+        actor_type: ActorType::System,
+        actor_id: None,
+        action: "stale.request".into(),
+        resource_type: None,
+        resource_id: None,
+        request_id: None,
+        ip: None,
+        user_agent: None,
+        status: 201,
+        details: serde_json::json!({}),
+    }));
+    cs.push(Change::CompleteIdempotency(response("inst-a/1")));
+    let stale = s.commit(cs).await;
+    assert!(matches!(stale, Err(leadline_store::StoreError::Stale)), "{stale:?}");
+    let audit = s
+        .list_audit(
+            &AuditFilter {
+                scope: AuditScope::All,
+                action: Some("stale.request".into()),
+                since: None,
+                until: None,
+                resource_id: None,
+            },
+            &page(10),
+        )
+        .await
+        .expect("list");
+    assert!(audit.is_empty(), "the stale request's audit entry was rolled back too");
+    assert_eq!(
+        s.claim_idempotency(&other_instance).await.expect("claim"),
+        ClaimOutcome::InFlight,
+        "still held by the second request"
+    );
+    s.commit(ChangeSet::one(Change::CompleteIdempotency(response("inst-a/2"))))
+        .await
+        .expect("the holder completes");
+    assert!(matches!(
+        s.claim_idempotency(&other_instance).await.expect("claim"),
+        ClaimOutcome::Done(_)
+    ));
+    // A lone server takes over any in-flight claim of the same request.
+    let mut lone = claim("x", "f", t0);
+    lone.holder = "old-process/1".into();
+    assert_eq!(s.claim_idempotency(&lone).await.expect("claim"), ClaimOutcome::Claimed);
+    let mut restarted = claim("x", "f", t0);
+    restarted.holder = "new-process/1".into();
+    restarted.exclusive = true;
+    assert_eq!(
+        s.claim_idempotency(&restarted).await.expect("claim"),
+        ClaimOutcome::Claimed
+    );
 }
 
 async fn audit_entries_list_and_filter(b: Backend) {

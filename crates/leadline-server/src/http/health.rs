@@ -26,25 +26,87 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The database answers and every migration is applied.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.store.ready().await {
-        Ok(true) => (StatusCode::OK, Json(Health { status: "ok" })),
-        Ok(false) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "migrations pending",
-            }),
-        ),
+/// Readiness: whether this instance can do its work, and each dependency's state.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ok`; `degraded` (ready, but an optional dependency is down and a fallback
+    /// serves); or `unavailable` (not ready: see `reason`).
+    pub status: &'static str,
+    /// What makes the instance unready, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// The database: `ok`, `unreachable`, `migrations pending`, `disk full` or
+    /// `cannot commit`.
+    pub database: &'static str,
+    /// Redis for shared rate limits: `ok`, `not configured`, or `unreachable`
+    /// (each instance limits locally meanwhile; ready).
+    pub redis: &'static str,
+}
+
+/// How long after a write failed on a full disk the readiness check probes the
+/// disk with a write of its own (PostgreSQL; the SQLite writer probes by itself).
+const DISK_FULL_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether this instance can serve: 503 naming the dependency that makes writes
+/// impossible (the database unreachable, its disk full, the writer unable to
+/// commit, migrations pending); 200 `degraded` when Redis is down (the local
+/// rate limiter serves).
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    use crate::ratelimit::SharedState;
+    let redis = match state.rate_limits.shared_state() {
+        SharedState::Local => "not configured",
+        SharedState::Shared => "ok",
+        SharedState::Degraded => "unreachable",
+    };
+    let database = match state.store.ready().await {
+        Ok(true) => match state.store.write_fault() {
+            Some(leadline_store::WriteFault::DiskFull) => "disk full",
+            Some(leadline_store::WriteFault::CannotCommit) => "cannot commit",
+            None if crate::error::disk_full_lately(DISK_FULL_WINDOW) => probe_disk(&state).await,
+            None => "ok",
+        },
+        Ok(false) => "migrations pending",
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health {
-                    status: "database unavailable",
-                }),
-            )
+            "unreachable"
+        }
+    };
+    if database != "ok" {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                status: "unavailable",
+                reason: Some(database),
+                database,
+                redis,
+            }),
+        );
+    }
+    let status = if redis == "unreachable" { "degraded" } else { "ok" };
+    (
+        StatusCode::OK,
+        Json(Readiness {
+            status,
+            reason: None,
+            database,
+            redis,
+        }),
+    )
+}
+
+/// A small write, after a write failed on a full disk: does the disk take it now?
+async fn probe_disk(state: &AppState) -> &'static str {
+    let now = crate::clock::now();
+    match state.store.try_lease("readiness-probe", "readyz", now, now).await {
+        Ok(_) => {
+            crate::error::disk_full_cleared();
+            "ok"
+        }
+        Err(e) if e.is_disk_full() => "disk full",
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness probe write failed");
+            "cannot commit"
         }
     }
 }

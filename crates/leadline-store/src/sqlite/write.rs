@@ -32,6 +32,9 @@ impl From<rusqlite::Error> for StoreError {
         {
             return StoreError::Conflict("unique key".into());
         }
+        if super::writer::is_disk_full(&e) {
+            return StoreError::DiskFull;
+        }
         StoreError::Sqlite(e)
     }
 }
@@ -607,10 +610,11 @@ fn apply(conn: &Connection, change: &Change, out: &mut Committed) -> Result<()> 
             )?;
         }
         Change::CompleteIdempotency(r) => {
-            exec(
+            let n = exec(
                 conn,
                 "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_content_type = $4, \
-                 response_location = $5, response_body = $6 WHERE scope = $1 AND key = $2 AND state = 'in_flight'",
+                 response_location = $5, response_body = $6 WHERE scope = $1 AND key = $2 AND state = 'in_flight' \
+                 AND ($7 IS NULL OR holder = $7)",
                 &[
                     s(&r.scope),
                     s(&r.key),
@@ -618,8 +622,13 @@ fn apply(conn: &Connection, change: &Change, out: &mut Committed) -> Result<()> 
                     os(r.content_type.as_deref()),
                     os(r.location.as_deref()),
                     Value::Blob(r.body.clone()),
+                    os(r.holder.as_deref()),
                 ],
             )?;
+            if n == 0 && r.holder.is_some() {
+                // Another request took the key over: this one must not take effect.
+                return Err(StoreError::Stale);
+            }
         }
     }
     Ok(())
@@ -636,11 +645,12 @@ pub(crate) fn claim(conn: &Connection, c: &IdempotencyClaim) -> Result<ClaimOutc
         ts(c.locked_until),
         ts(c.now),
         ts(c.expires_at),
+        s(&c.holder),
     ];
     let inserted = exec(
         conn,
-        "INSERT INTO idempotency_keys (scope, key, method, path, fingerprint, state, locked_until, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, 'in_flight', $6, $7, $8) ON CONFLICT (scope, key) DO NOTHING",
+        "INSERT INTO idempotency_keys (scope, key, method, path, fingerprint, state, locked_until, created_at, expires_at, holder) \
+         VALUES ($1, $2, $3, $4, $5, 'in_flight', $6, $7, $8, $9) ON CONFLICT (scope, key) DO NOTHING",
         &args,
     )?;
     if inserted == 1 {
@@ -655,11 +665,12 @@ pub(crate) fn claim(conn: &Connection, c: &IdempotencyClaim) -> Result<ClaimOutc
         content_type: Option<String>,
         location: Option<String>,
         body: Option<Vec<u8>>,
+        holder: Option<String>,
     }
     let found = query(
         conn,
         "SELECT method, path, fingerprint, state, locked_until, expires_at, response_status, \
-         response_content_type, response_location, response_body FROM idempotency_keys \
+         response_content_type, response_location, response_body, holder FROM idempotency_keys \
          WHERE scope = $1 AND key = $2",
         &args[..2],
         |r| {
@@ -674,18 +685,25 @@ pub(crate) fn claim(conn: &Connection, c: &IdempotencyClaim) -> Result<ClaimOutc
                 content_type: r.get("response_content_type")?,
                 location: r.get("response_location")?,
                 body: r.get("response_body")?,
+                holder: r.get("holder")?,
             })
         },
     )?;
     let Some(f) = found.into_iter().next() else {
         return Ok(ClaimOutcome::InFlight);
     };
-    let take_over = f.expires_at <= c.now || (f.state == "in_flight" && f.locked_until <= c.now && f.same);
+    let take_over = c.may_take_over(&crate::FoundClaim {
+        same: f.same,
+        in_flight: f.state == "in_flight",
+        locked_until: f.locked_until,
+        expires_at: f.expires_at,
+        holder: f.holder.as_deref(),
+    });
     if take_over {
         exec(
             conn,
             "UPDATE idempotency_keys SET method = $3, path = $4, fingerprint = $5, state = 'in_flight', \
-             locked_until = $6, created_at = $7, expires_at = $8, response_status = NULL, \
+             locked_until = $6, created_at = $7, expires_at = $8, holder = $9, response_status = NULL, \
              response_content_type = NULL, response_location = NULL, response_body = NULL \
              WHERE scope = $1 AND key = $2",
             &args,
@@ -709,15 +727,29 @@ pub(crate) fn claim(conn: &Connection, c: &IdempotencyClaim) -> Result<ClaimOutc
         content_type: f.content_type,
         location: f.location,
         body: f.body.unwrap_or_default(),
+        holder: None,
     }))
 }
 
+/// Extends the leases of in-flight claims still held by their holders.
+pub(crate) fn renew(conn: &Connection, claims: &[(String, String, String)], until: DateTime<Utc>) -> Result<()> {
+    for (scope, key, holder) in claims {
+        exec(
+            conn,
+            "UPDATE idempotency_keys SET locked_until = $4 \
+             WHERE scope = $1 AND key = $2 AND holder = $3 AND state = 'in_flight'",
+            &[s(scope), s(key), s(holder), ts(until)],
+        )?;
+    }
+    Ok(())
+}
+
 /// Forgets an in-flight claim.
-pub(crate) fn release(conn: &Connection, scope: &str, key: &str) -> Result<()> {
+pub(crate) fn release(conn: &Connection, scope: &str, key: &str, holder: &str) -> Result<()> {
     exec(
         conn,
-        "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'",
-        &[s(scope), s(key)],
+        "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight' AND holder = $3",
+        &[s(scope), s(key), s(holder)],
     )?;
     Ok(())
 }

@@ -22,7 +22,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
@@ -62,9 +62,78 @@ impl Default for WriterOptions {
 /// What a finished job does once its batch has committed.
 type Reply = Box<dyn FnOnce() + Send>;
 
+/// How a job ran.
+enum Outcome {
+    /// It succeeded; answer once the batch has committed.
+    Done(Reply),
+    /// It failed and has answered already; whether the disk was full.
+    Failed { disk_full: bool },
+}
+
 /// A job: runs on the writer's connection inside the batch's transaction, under
-/// its own savepoint. `None` means it failed (and has answered already).
-type JobFn = Box<dyn FnOnce(&Connection) -> Option<Reply> + Send>;
+/// its own savepoint.
+type JobFn = Box<dyn FnOnce(&Connection) -> Outcome + Send>;
+
+/// Why the writer cannot commit, when it cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFault {
+    /// The file system is full (`SQLITE_FULL`).
+    DiskFull,
+    /// Another failure (I/O, a lock held elsewhere, the writer stopped).
+    CannotCommit,
+}
+
+const FAULT_NONE: u8 = 0;
+const FAULT_CANNOT_COMMIT: u8 = 1;
+const FAULT_DISK_FULL: u8 = 2;
+
+/// The writer's health, shared by the thread and the handles.
+#[derive(Debug, Default)]
+struct Health(AtomicU8);
+
+impl Health {
+    fn get(&self) -> Option<WriteFault> {
+        match self.0.load(Ordering::Acquire) {
+            FAULT_NONE => None,
+            FAULT_DISK_FULL => Some(WriteFault::DiskFull),
+            _ => Some(WriteFault::CannotCommit),
+        }
+    }
+
+    fn is_failing(&self) -> bool {
+        self.0.load(Ordering::Acquire) != FAULT_NONE
+    }
+
+    /// Records a fault; logs when it begins or changes.
+    fn fail(&self, fault: WriteFault, why: &str) {
+        let v = match fault {
+            WriteFault::DiskFull => FAULT_DISK_FULL,
+            WriteFault::CannotCommit => FAULT_CANNOT_COMMIT,
+        };
+        if self.0.swap(v, Ordering::AcqRel) != v {
+            match fault {
+                WriteFault::DiskFull => {
+                    tracing::error!(error = %why, "the disk is full: writes are refused (503) until space is freed")
+                }
+                WriteFault::CannotCommit => {
+                    tracing::error!(error = %why, "the database does not accept writes; not ready until it does")
+                }
+            }
+        }
+    }
+
+    /// A write committed.
+    fn ok(&self) {
+        if self.0.swap(FAULT_NONE, Ordering::AcqRel) != FAULT_NONE {
+            tracing::info!("the database accepts writes again");
+        }
+    }
+}
+
+/// Whether a SQLite error means the file system is full.
+pub(crate) fn is_disk_full(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
+}
 
 enum Msg {
     Job(JobFn),
@@ -95,7 +164,7 @@ pub struct WriterStats {
 /// The handle the store keeps: sends jobs to the writer thread.
 pub(crate) struct Writer {
     tx: mpsc::Sender<Msg>,
-    failing: Arc<AtomicBool>,
+    health: Arc<Health>,
     stats: Arc<WriterStats>,
 }
 
@@ -120,7 +189,7 @@ impl Writer {
     pub(crate) fn start(path: PathBuf, options: &WriterOptions) -> crate::Result<Self> {
         let conn = open(&path)?;
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
-        let failing = Arc::new(AtomicBool::new(false));
+        let health = Arc::new(Health::default());
         let stats = Arc::new(WriterStats::default());
         let task = Task {
             rx,
@@ -128,20 +197,22 @@ impl Writer {
             path,
             max_batch: options.max_batch.max(1),
             max_wait: options.max_wait,
-            failing: failing.clone(),
+            health: health.clone(),
             stats: stats.clone(),
         };
         std::thread::Builder::new()
             .name("leadline-writer".into())
             .spawn(move || task.run())
             .map_err(|e| StoreError::Config(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { tx, failing, stats })
+        Ok(Self { tx, health, stats })
     }
 
-    /// Whether the writer could not commit lately (its last batch and a probe
-    /// failed), or has stopped.
-    pub(crate) fn is_failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed) || self.tx.is_closed()
+    /// Why the writer cannot commit now, if it cannot.
+    pub(crate) fn fault(&self) -> Option<WriteFault> {
+        if self.tx.is_closed() {
+            return Some(WriteFault::CannotCommit);
+        }
+        self.health.get()
     }
 
     pub(crate) fn stats(&self) -> &WriterStats {
@@ -156,12 +227,13 @@ impl Writer {
     {
         let (tx, rx) = oneshot::channel::<crate::Result<T>>();
         let job: JobFn = Box::new(move |conn| match f(conn) {
-            Ok(v) => Some(Box::new(move || {
+            Ok(v) => Outcome::Done(Box::new(move || {
                 let _ = tx.send(Ok(v));
-            }) as Reply),
+            })),
             Err(e) => {
+                let disk_full = matches!(e, StoreError::DiskFull);
                 let _ = tx.send(Err(e));
-                None
+                Outcome::Failed { disk_full }
             }
         });
         let msg = Msg::Job(job);
@@ -182,8 +254,12 @@ impl Writer {
         }
         // A dropped reply means the batch never committed (it failed, or the
         // writer stopped); the writer has logged why.
-        rx.await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("the write could not be committed".into())))
+        rx.await.unwrap_or_else(|_| {
+            Err(match self.health.get() {
+                Some(WriteFault::DiskFull) => StoreError::DiskFull,
+                _ => StoreError::Unavailable("the write could not be committed".into()),
+            })
+        })
     }
 
     /// Lets queued jobs finish, checkpoints the WAL into the main file and stops.
@@ -201,23 +277,33 @@ struct Task {
     path: PathBuf,
     max_batch: usize,
     max_wait: Duration,
-    failing: Arc<AtomicBool>,
+    health: Arc<Health>,
     stats: Arc<WriterStats>,
 }
 
-/// Why a batch as a whole failed.
-struct BatchFailure(String);
+/// Why a batch as a whole failed, and whether the disk was full.
+struct BatchFailure(String, bool);
 
 impl From<rusqlite::Error> for BatchFailure {
     fn from(e: rusqlite::Error) -> Self {
-        Self(e.to_string())
+        Self(e.to_string(), is_disk_full(&e))
+    }
+}
+
+impl BatchFailure {
+    fn fault(&self) -> WriteFault {
+        if self.1 {
+            WriteFault::DiskFull
+        } else {
+            WriteFault::CannotCommit
+        }
     }
 }
 
 impl Task {
     fn run(mut self) {
         loop {
-            let first = if self.failing.load(Ordering::Relaxed) {
+            let first = if self.health.is_failing() {
                 // No blocking receive with a timeout on this queue: look for work
                 // often, probe every PROBE_INTERVAL.
                 match self.rx.try_recv() {
@@ -281,10 +367,13 @@ impl Task {
     /// The connection, reopened when it was lost.
     fn conn(&mut self) -> Result<&Connection, BatchFailure> {
         if self.conn.is_none() {
-            let c = open(&self.path).map_err(|e| BatchFailure(format!("cannot reopen the database: {e}")))?;
+            let c = open(&self.path)
+                .map_err(|e| BatchFailure(format!("cannot reopen the database: {e}"), is_disk_full(&e)))?;
             self.conn = Some(c);
         }
-        self.conn.as_ref().ok_or_else(|| BatchFailure("no connection".into()))
+        self.conn
+            .as_ref()
+            .ok_or_else(|| BatchFailure("no connection".into(), false))
     }
 
     /// Runs one batch; see the module documentation.
@@ -292,7 +381,7 @@ impl Task {
         let size = jobs.len();
         let started = Instant::now();
         match self.transaction(jobs) {
-            Ok(replies) => {
+            Ok((replies, disk_full)) => {
                 let committed = replies.len() as u64;
                 for reply in replies {
                     reply();
@@ -301,25 +390,32 @@ impl Task {
                 self.stats.jobs.fetch_add(committed, Ordering::Relaxed);
                 metrics::histogram!("leadline_writer_batch_size").record(size as f64);
                 metrics::histogram!("leadline_writer_commit_duration_seconds").record(started.elapsed().as_secs_f64());
-                if self.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!("the database accepts writes again");
+                if disk_full {
+                    // Some jobs did not fit: refuse, and probe until space returns.
+                    self.health
+                        .fail(WriteFault::DiskFull, "a write did not fit on the disk");
+                } else {
+                    self.health.ok();
                 }
             }
-            Err(BatchFailure(why)) => {
-                // Every job of the batch is answered `Unavailable` (their replies
-                // were dropped); nothing of it is on disk.
-                tracing::error!(jobs = size, error = %why, "a write batch could not be committed");
+            Err(failure) => {
+                // Every job of the batch is answered `Unavailable` (`DiskFull`
+                // when the disk is full; their replies were dropped); nothing of
+                // it is on disk.
+                tracing::error!(jobs = size, error = %failure.0, "a write batch could not be committed");
+                self.health.fail(failure.fault(), &failure.0);
                 self.recover();
             }
         }
     }
 
     /// `BEGIN IMMEDIATE`, a savepoint per job, `COMMIT`; the replies of the jobs
-    /// that succeeded, to send once committed.
-    fn transaction(&mut self, jobs: Vec<JobFn>) -> Result<Vec<Reply>, BatchFailure> {
+    /// that succeeded, to send once committed, and whether a job found the disk full.
+    fn transaction(&mut self, jobs: Vec<JobFn>) -> Result<(Vec<Reply>, bool), BatchFailure> {
         let conn = self.conn()?;
         begin(conn)?;
         let mut replies = Vec::with_capacity(jobs.len());
+        let mut disk_full = false;
         let result = (|| {
             for job in jobs {
                 conn.execute_batch("SAVEPOINT job")?;
@@ -328,20 +424,23 @@ impl Task {
                 let outcome =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))).unwrap_or_else(|_| {
                         tracing::error!("a write job panicked; it was rolled back");
-                        None
+                        Outcome::Failed { disk_full: false }
                     });
                 match outcome {
-                    Some(r) => {
+                    Outcome::Done(r) => {
                         replies.push(r);
                         conn.execute_batch("RELEASE job")?;
                     }
-                    None => conn.execute_batch("ROLLBACK TO job; RELEASE job")?,
+                    Outcome::Failed { disk_full: full } => {
+                        disk_full |= full;
+                        conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                    }
                 }
             }
             conn.execute_batch("COMMIT")
         })();
         match result {
-            Ok(()) => Ok(replies),
+            Ok(()) => Ok((replies, disk_full)),
             Err(e) => {
                 // A failure that took the whole transaction with it (I/O, full
                 // disk, a lock held elsewhere at COMMIT).
@@ -363,7 +462,7 @@ impl Task {
             let conn = self.conn()?;
             begin(conn)?;
             let write = super::write::probe(conn)
-                .map_err(|e| BatchFailure(format!("probe write: {e}")))
+                .map_err(|e| BatchFailure(format!("probe write: {e}"), matches!(e, StoreError::DiskFull)))
                 .and_then(|()| conn.execute_batch("COMMIT").map_err(BatchFailure::from));
             if write.is_err() {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -371,15 +470,9 @@ impl Task {
             write
         })();
         match result {
-            Ok(()) => {
-                if self.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!("the database accepts writes again");
-                }
-            }
-            Err(BatchFailure(why)) => {
-                if !self.failing.swap(true, Ordering::Relaxed) {
-                    tracing::error!(error = %why, "the database does not accept writes; not ready until it does");
-                }
+            Ok(()) => self.health.ok(),
+            Err(failure) => {
+                self.health.fail(failure.fault(), &failure.0);
                 self.conn = None;
             }
         }
