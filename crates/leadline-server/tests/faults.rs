@@ -700,3 +700,41 @@ async fn three_instances_share_a_short_janitor_interval() {
         );
     }
 }
+
+/// `restore --force` refuses while a server runs on the database (the server
+/// holds `<db>.lock`), and works once it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_under_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8").to_owned();
+    let db_url = format!("sqlite://{data}/leadline.db");
+    let env = [
+        ("DATABASE_URL", db_url.as_str()),
+        ("LEADLINE_ADMIN_KEY", ADMIN_KEY),
+        ("LEADLINE_DATA_DIR", data.as_str()),
+        ("LEADLINE_LOG_FORMAT", "json"),
+    ];
+    let mut p = Proc::start(&env, dir.path()).await;
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_leadline"))
+            .env_clear()
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let out = cli(&["backup"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let backup = v["backup"]["path"].as_str().expect("path").to_owned();
+    let out = cli(&["restore", &backup, "--force"]);
+    assert!(!out.status.success(), "refused while the server runs");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another Leadline server is running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p.kill();
+    let out = cli(&["restore", &backup, "--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -78,6 +78,23 @@ async fn maintenance_actions_answer_and_are_audited(b: Backend) {
         Backend::Postgres => {
             let p = problem(run(&app, json!({"action": "backup_database"})).await, 501).await;
             assert!(p["detail"].as_str().is_some_and(|d| d.contains("pg_dump")));
+            // A documented refusal, not a fault: it does not trip a 5xx alert.
+            let metrics = app
+                .admin(reqwest::Method::GET, "/admin/metrics")
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            assert!(
+                metrics.contains("leadline_errors_total{class=\"5xx\"} 0"),
+                "no 5xx counted"
+            );
+            assert!(
+                metrics.contains("leadline_errors_total{class=\"refused\"} 1"),
+                "counted as a refusal"
+            );
         }
         Backend::Sqlite => {
             let mut paths = Vec::new();
