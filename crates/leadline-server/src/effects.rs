@@ -205,6 +205,7 @@ impl Effects {
             changes
         }));
         store.commit(cs).await?;
+        crate::error::disk_full_cleared();
         let notify = self.with(|s| {
             s.done = true;
             s.outbox.clone()

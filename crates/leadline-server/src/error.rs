@@ -165,16 +165,18 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether a write failed on a full disk within the last `window` (PostgreSQL's
-/// readiness probes the disk then; the SQLite writer knows by itself).
+/// Whether a write failed on a full disk within the last `window` and none
+/// committed since (PostgreSQL's readiness; the SQLite writer knows by itself).
 pub fn disk_full_lately(window: std::time::Duration) -> bool {
     let at = DISK_FULL_AT.load(std::sync::atomic::Ordering::Relaxed);
     at != 0 && unix_now().saturating_sub(at) <= window.as_secs()
 }
 
-/// A probe write succeeded: the disk takes writes again.
+/// A write committed: the disk takes writes again.
 pub fn disk_full_cleared() {
-    DISK_FULL_AT.store(0, std::sync::atomic::Ordering::Relaxed);
+    if DISK_FULL_AT.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+        DISK_FULL_AT.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl From<StoreError> for ApiError {

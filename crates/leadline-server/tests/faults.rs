@@ -397,6 +397,28 @@ impl SmallDisk {
         Self { dir }
     }
 
+    /// A tmpfs whose root belongs to `uid:gid` (PostgreSQL's tablespace).
+    fn mount_for(size: &str, uid: &str, gid: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755,uid={uid},gid={gid}"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs (needs root, as on CI): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir }
+    }
+
     fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -737,4 +759,87 @@ async fn restore_refuses_under_a_running_server() {
     p.kill();
     let out = cli(&["restore", &backup, "--force"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// PostgreSQL's disk fills up (the test database lives in a tablespace on a small
+/// tmpfs): writes answer 503 with `Retry-After` (SQLSTATE 53100), `/readyz` names
+/// the disk; space freed: writes succeed without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_postgres_disk_refuses_writes_and_recovers() {
+    let uid = |flag: &str| {
+        let out = Command::new("id").args([flag, "postgres"]).output().expect("id");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let disk = SmallDisk::mount_for("16m", &uid("-u"), &uid("-g"));
+    let name = format!("leadline_full_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    let admin_url =
+        std::env::var("LEADLINE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = sqlx::PgPool::connect(&admin_url).await.expect("postgres");
+    // The tablespace's directory must be PostgreSQL's own and empty.
+    let ts_dir = disk.path().join("ts");
+    std::fs::create_dir(&ts_dir).expect("mkdir");
+    let chown = Command::new("chown")
+        .arg(format!("{}:{}", uid("-u"), uid("-g")))
+        .arg(&ts_dir)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    sqlx::query(&format!("CREATE TABLESPACE {name} LOCATION '{}'", ts_dir.display()))
+        .execute(&admin)
+        .await
+        .expect("create tablespace");
+    sqlx::query(&format!("CREATE DATABASE {name} TABLESPACE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    let db_url = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| format!("{b}/{name}"))
+        .expect("url");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let data = logs.path().to_str().expect("utf8").to_owned();
+    let mut p = Proc::start(
+        &[
+            ("DATABASE_URL", db_url.as_str()),
+            ("LEADLINE_ADMIN_KEY", ADMIN_KEY),
+            ("LEADLINE_DATA_DIR", data.as_str()),
+            ("LEADLINE_LOG_FORMAT", "json"),
+            ("LEADLINE_RATE_LIMIT_PER_MINUTE", "1000000"),
+        ],
+        logs.path(),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let (_, sk) = create_tenant(&client, &p).await;
+    let fill = disk.fill();
+    let mut refused = None;
+    for n in 1..2000 {
+        let key = format!("pg-during-{n}");
+        let res = post_lead(&client, &p, &sk, &key, n).await.expect("send");
+        match res.status().as_u16() {
+            201 => continue,
+            503 => {
+                assert_eq!(res.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"5"[..]));
+                common::problem(res, 503).await;
+                refused = Some((key, n));
+                break;
+            }
+            s => panic!("a full disk answered {s}: {}", res.text().await.unwrap_or_default()),
+        }
+    }
+    let (key, n) = refused.expect("writes are refused once the disk is full");
+    let (s, v) = readyz(&client, &p).await;
+    assert_eq!((s, v["database"].as_str()), (503, Some("disk full")), "{v}");
+    std::fs::remove_file(&fill).expect("free the space");
+    let res = post_lead(&client, &p, &sk, &key, n).await.expect("send");
+    assert_eq!(res.status(), 201, "the refused key is free for an immediate retry");
+    let (s, v) = readyz(&client, &p).await;
+    assert_eq!(s, 200, "{v}");
+    p.kill();
+    drop(p);
+    let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await;
+    let _ = sqlx::query(&format!("DROP TABLESPACE {name}")).execute(&admin).await;
+    admin.close().await;
 }

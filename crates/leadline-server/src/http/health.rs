@@ -43,9 +43,10 @@ pub struct Readiness {
     pub redis: &'static str,
 }
 
-/// How long after a write failed on a full disk the readiness check probes the
-/// disk with a write of its own (PostgreSQL; the SQLite writer probes by itself).
-const DISK_FULL_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// PostgreSQL: how long after a write failed on a full disk (with no write
+/// committed since) the instance reports the disk full. Then it is ready again,
+/// and the next write tells. (The SQLite writer knows by itself: it probes.)
+const DISK_FULL_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether this instance can serve: 503 naming the dependency that makes writes
 /// impossible (the database unreachable, its disk full, the writer unable to
@@ -63,7 +64,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         Ok(true) => match state.store.write_fault() {
             Some(leadline_store::WriteFault::DiskFull) => "disk full",
             Some(leadline_store::WriteFault::CannotCommit) => "cannot commit",
-            None if crate::error::disk_full_lately(DISK_FULL_WINDOW) => probe_disk(&state).await,
+            None if state.store.backend() == leadline_store::Backend::Postgres
+                && crate::error::disk_full_lately(DISK_FULL_WINDOW) =>
+            {
+                "disk full"
+            }
             None => "ok",
         },
         Ok(false) => "migrations pending",
@@ -93,22 +98,6 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             redis,
         }),
     )
-}
-
-/// A small write, after a write failed on a full disk: does the disk take it now?
-async fn probe_disk(state: &AppState) -> &'static str {
-    let now = crate::clock::now();
-    match state.store.try_lease("readiness-probe", "readyz", now, now).await {
-        Ok(_) => {
-            crate::error::disk_full_cleared();
-            "ok"
-        }
-        Err(e) if e.is_disk_full() => "disk full",
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness probe write failed");
-            "cannot commit"
-        }
-    }
 }
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {

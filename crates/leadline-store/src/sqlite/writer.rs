@@ -60,7 +60,8 @@ impl Default for WriterOptions {
 }
 
 /// What a finished job does once its batch has committed.
-type Reply = Box<dyn FnOnce() + Send>;
+/// `None`: the batch committed; `Some(error)`: it did not.
+type Reply = Box<dyn FnOnce(Option<StoreError>) + Send>;
 
 /// How a job ran.
 enum Outcome {
@@ -227,8 +228,11 @@ impl Writer {
     {
         let (tx, rx) = oneshot::channel::<crate::Result<T>>();
         let job: JobFn = Box::new(move |conn| match f(conn) {
-            Ok(v) => Outcome::Done(Box::new(move || {
-                let _ = tx.send(Ok(v));
+            Ok(v) => Outcome::Done(Box::new(move |failed: Option<StoreError>| {
+                let _ = tx.send(match failed {
+                    None => Ok(v),
+                    Some(e) => Err(e),
+                });
             })),
             Err(e) => {
                 let disk_full = matches!(e, StoreError::DiskFull);
@@ -380,11 +384,12 @@ impl Task {
     fn batch(&mut self, jobs: Vec<JobFn>) {
         let size = jobs.len();
         let started = Instant::now();
-        match self.transaction(jobs) {
-            Ok((replies, disk_full)) => {
+        let mut replies = Vec::with_capacity(size);
+        match self.transaction(jobs, &mut replies) {
+            Ok(disk_full) => {
                 let committed = replies.len() as u64;
                 for reply in replies {
-                    reply();
+                    reply(None);
                 }
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.jobs.fetch_add(committed, Ordering::Relaxed);
@@ -399,10 +404,15 @@ impl Task {
                 }
             }
             Err(failure) => {
-                // Every job of the batch is answered `Unavailable` (`DiskFull`
-                // when the disk is full; their replies were dropped); nothing of
-                // it is on disk.
+                // Every job of the batch is answered `DiskFull` when the disk is
+                // full, else `Unavailable`; nothing of it is on disk.
                 tracing::error!(jobs = size, error = %failure.0, "a write batch could not be committed");
+                for reply in replies {
+                    reply(Some(match failure.fault() {
+                        WriteFault::DiskFull => StoreError::DiskFull,
+                        WriteFault::CannotCommit => StoreError::Unavailable("the write could not be committed".into()),
+                    }));
+                }
                 self.health.fail(failure.fault(), &failure.0);
                 self.recover();
             }
@@ -411,10 +421,9 @@ impl Task {
 
     /// `BEGIN IMMEDIATE`, a savepoint per job, `COMMIT`; the replies of the jobs
     /// that succeeded, to send once committed, and whether a job found the disk full.
-    fn transaction(&mut self, jobs: Vec<JobFn>) -> Result<(Vec<Reply>, bool), BatchFailure> {
+    fn transaction(&mut self, jobs: Vec<JobFn>, replies: &mut Vec<Reply>) -> Result<bool, BatchFailure> {
         let conn = self.conn()?;
         begin(conn)?;
-        let mut replies = Vec::with_capacity(jobs.len());
         let mut disk_full = false;
         let result = (|| {
             for job in jobs {
@@ -440,7 +449,7 @@ impl Task {
             conn.execute_batch("COMMIT")
         })();
         match result {
-            Ok(()) => Ok((replies, disk_full)),
+            Ok(()) => Ok(disk_full),
             Err(e) => {
                 // A failure that took the whole transaction with it (I/O, full
                 // disk, a lock held elsewhere at COMMIT).
