@@ -770,3 +770,50 @@ async fn a_hanging_receiver_delays_no_one_else(b: Backend) {
 }
 
 both_backends!(a_hanging_receiver_delays_no_one_else);
+
+/// A mail server that accepts the connection and never greets holds each email's
+/// slot for `LEADLINE_SMTP_TIMEOUT`, then the attempt fails (to be retried); the
+/// webhooks of the same leads are delivered meanwhile.
+async fn a_hanging_mail_server_holds_a_slot_for_its_timeout_only(b: Backend) {
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("smtp://{}", hang.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hang.accept().await {
+            held.push(s);
+        }
+    });
+    let app = TestApp::spawn_with(
+        b,
+        &[
+            ("LEADLINE_SMTP_URL", &url),
+            ("LEADLINE_SMTP_TIMEOUT", "2s"),
+            ("LEADLINE_RETRY_BASE_DELAY", "1h"),
+        ],
+    )
+    .await;
+    let good = Receiver::start(&[], 200).await;
+    let t = app.tenant("Quiet Harbour").await;
+    endpoint(&app, &t.sk, &good.url, &["lead.created"]).await;
+    let sent = std::time::Instant::now();
+    app.lead(&t, lead_body("hang@example.com")).await;
+    eventually("the webhook", || async { (!good.received().is_empty()).then_some(()) }).await;
+    assert!(
+        sent.elapsed() < std::time::Duration::from_millis(1500),
+        "the webhook waited {:?} behind a mail server that never answers",
+        sent.elapsed()
+    );
+    let logs = eventually("the email attempt failed", || async {
+        let logs = mail_logs(&app, &t.sk).await;
+        (!logs.is_empty() && logs.iter().all(|l| l["attempts"].as_u64() >= Some(1))).then_some(logs)
+    })
+    .await;
+    let took = sent.elapsed();
+    assert!(
+        took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(6),
+        "the attempt ended after the 2 s timeout: {took:?}"
+    );
+    assert!(logs.iter().all(|l| l["status"] == "queued"), "retried later: {logs:?}");
+}
+
+both_backends!(a_hanging_mail_server_holds_a_slot_for_its_timeout_only);
