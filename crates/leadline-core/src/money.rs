@@ -62,6 +62,12 @@ impl std::fmt::Display for Currency {
     }
 }
 
+/// The largest amount Leadline takes or computes, in minor units: 10^13, that is
+/// 100,000,000,000.00 of a two-decimal currency. Rates, prices, budgets, discounts
+/// and fees above it are refused (422), and so is a quote whose lines or total
+/// would exceed it, so no arithmetic on amounts can overflow.
+pub const MAX_AMOUNT: i64 = 10_000_000_000_000;
+
 /// An amount in minor units (cents) of a currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -90,11 +96,18 @@ impl Money {
 
     /// Checks that the amount is positive.
     pub fn positive(self) -> Result<Self, String> {
-        if self.amount > 0 {
-            Ok(self)
-        } else {
+        if self.amount <= 0 {
             Err("amount must be a positive integer of minor units".into())
+        } else if self.amount > MAX_AMOUNT {
+            Err(format!("amount must be at most {MAX_AMOUNT} minor units"))
+        } else {
+            Ok(self)
         }
+    }
+
+    /// Whether the amount is from 0 to [`MAX_AMOUNT`].
+    pub fn in_range(&self) -> bool {
+        (0..=MAX_AMOUNT).contains(&self.amount)
     }
 }
 

@@ -231,6 +231,10 @@ pub fn price(r: &PriceRequest<'_>) -> Result<Priced, ValidationErrors> {
         }
         let want = match (dsc.percent, dsc.amount) {
             (Some(pc), None) => percent_of(fee - given, pc),
+            (None, Some(a)) if a > crate::money::MAX_AMOUNT => {
+                e.add(format!("{p}/amount"), "must be at most 10^13 minor units");
+                continue;
+            }
             (None, Some(a)) if a > 0 => a,
             (None, Some(_)) => {
                 e.add(format!("{p}/amount"), "must be a positive amount of minor units");
@@ -283,7 +287,7 @@ pub fn price(r: &PriceRequest<'_>) -> Result<Priced, ValidationErrors> {
         match x.paid {
             ExtraPaid::WithBooking => {
                 if x.taxable {
-                    taxable_extras += full;
+                    taxable_extras = taxable_extras.saturating_add(full);
                 }
                 lines.push(line);
             }
@@ -296,8 +300,8 @@ pub fn price(r: &PriceRequest<'_>) -> Result<Priced, ValidationErrors> {
         }
     }
     if let Some(fee) = r.delivery_fee {
-        if fee < 0 {
-            e.add("/delivery_fee", "must not be negative");
+        if !(0..=crate::money::MAX_AMOUNT).contains(&fee) {
+            e.add("/delivery_fee", "must be from 0 to 10^13 minor units");
         } else if fee > 0 {
             lines.push(Line::new(LineKind::Delivery, "Delivery", fee));
         }
@@ -305,7 +309,7 @@ pub fn price(r: &PriceRequest<'_>) -> Result<Priced, ValidationErrors> {
     if !e.is_empty() {
         return Err(e);
     }
-    let vat = percent_of(discounted + taxable_extras, r.vat);
+    let vat = percent_of(discounted.saturating_add(taxable_extras), r.vat);
     if r.vat.basis_points() > 0 {
         lines.push(Line::new(LineKind::Vat, format!("VAT {}%", r.vat), vat));
     }
@@ -317,7 +321,19 @@ pub fn price(r: &PriceRequest<'_>) -> Result<Priced, ValidationErrors> {
             apa,
         ));
     }
-    let total: i64 = lines.iter().map(|l| l.amount).sum();
+    // No line and no total beyond the largest amount: nothing below can overflow.
+    let total_wide: i128 = lines.iter().map(|l| i128::from(l.amount)).sum();
+    let too_large = |v: i128| v.abs() > i128::from(crate::money::MAX_AMOUNT);
+    if too_large(total_wide)
+        || lines.iter().any(|l| too_large(i128::from(l.amount)))
+        || at_base.iter().any(|l: &Line| too_large(i128::from(l.amount)))
+    {
+        return Err(ValidationErrors::single(
+            "/yacht_id",
+            "the quote would exceed 10^13 minor units (the largest amount Leadline handles); check the yacht's rates and extras",
+        ));
+    }
+    let total = clamp(total_wide);
 
     // Payment schedule: the total without APA in instalments, APA with the last;
     // an instalment due before today is due today.
@@ -651,6 +667,48 @@ mod tests {
         assert!(e.0[0].detail.contains("2027-08-01"), "{e}");
         let e = price(&req("2027-07-10", "2027-07-12")).expect_err("too short");
         assert!(e.0[0].detail.contains("at least 3"), "{e}");
+    }
+
+    /// Amounts at the `i64` limit (a yacht stored before amounts were bounded)
+    /// are refused, never wrapped into a negative total.
+    #[test]
+    fn amounts_at_the_limit_are_refused_not_wrapped() {
+        let y = yacht(
+            vec![band("high", "2027-07-01", "2027-07-31", i64::MAX)],
+            vec![extra(
+                "fuel",
+                "Fuel",
+                i64::MAX,
+                ExtraUnit::PerPersonDay,
+                true,
+                ExtraPaid::WithBooking,
+                true,
+            )],
+        );
+        let s = schedule();
+        let req = PriceRequest {
+            yacht: &y,
+            charter_from: d("2027-07-01"),
+            charter_to: d("2027-07-08"),
+            guests: 2,
+            crewed: false,
+            extras: &[],
+            discounts: &[],
+            discount_cap: pct("25"),
+            vat: pct("12"),
+            apa: Percent::ZERO,
+            delivery_fee: None,
+            schedule: &s,
+            today: d("2027-01-01"),
+        };
+        let e = price(&req).expect_err("too large");
+        assert_eq!(e.0[0].pointer, "/yacht_id", "{e}");
+        let fine = yacht(
+            vec![band("high", "2027-07-01", "2027-07-31", crate::money::MAX_AMOUNT / 100)],
+            vec![],
+        );
+        let p = price(&PriceRequest { yacht: &fine, ..req }).expect("a large but sane quote");
+        assert!(p.total.amount > 0);
     }
 
     #[test]

@@ -249,11 +249,11 @@ impl YachtInput {
         }
         // The whole, whatever changed.
         if let Some(d) = &y.security_deposit
-            && (d.amount < 0 || d.currency != y.currency)
+            && (!d.in_range() || d.currency != y.currency)
         {
             e.add(
                 "/security_deposit",
-                "must be a non-negative amount in the yacht's currency",
+                "must be a non-negative amount in the yacht's currency, at most 10^13 minor units",
             );
         }
         if y.rates.len() > 100 {
@@ -267,10 +267,10 @@ impl YachtInput {
             if b.to < b.from {
                 e.add(format!("{p}/to"), "must not be before `from`");
             }
-            if b.weekly_rate.amount <= 0 || b.weekly_rate.currency != y.currency {
+            if b.weekly_rate.amount <= 0 || !b.weekly_rate.in_range() || b.weekly_rate.currency != y.currency {
                 e.add(
                     format!("{p}/weekly_rate"),
-                    format!("must be a positive amount in {}", y.currency),
+                    format!("must be a positive amount in {}, at most 10^13 minor units", y.currency),
                 );
             }
             for (j, o) in y.rates.iter().enumerate().skip(i + 1) {
@@ -300,10 +300,13 @@ impl YachtInput {
             if x.name.trim().is_empty() || x.name.len() > 200 {
                 e.add(format!("{p}/name"), "must be 1 to 200 characters");
             }
-            if x.price.amount < 0 || x.price.currency != y.currency {
+            if !x.price.in_range() || x.price.currency != y.currency {
                 e.add(
                     format!("{p}/price"),
-                    format!("must be a non-negative amount in {}", y.currency),
+                    format!(
+                        "must be a non-negative amount in {}, at most 10^13 minor units",
+                        y.currency
+                    ),
                 );
             }
         }

@@ -142,14 +142,32 @@ fn route_label(route: &str) -> String {
     out
 }
 
+/// The method label: a standard method, or `other`, so that no request line can
+/// make a new series.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Counts one finished HTTP request.
 pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
+    let method = method_label(method);
     let route = route_label(route);
     let route = route.as_str();
     let status_text = status.to_string();
-    metrics::counter!("leadline_http_requests_total", "method" => method.to_owned(), "route" => route.to_owned(), "status" => status_text)
+    metrics::counter!("leadline_http_requests_total", "method" => method, "route" => route.to_owned(), "status" => status_text)
         .increment(1);
-    metrics::histogram!("leadline_http_request_duration_seconds", "method" => method.to_owned(), "route" => route.to_owned())
+    metrics::histogram!("leadline_http_request_duration_seconds", "method" => method, "route" => route.to_owned())
         .record(seconds);
     if (400..500).contains(&status) {
         metrics::counter!("leadline_errors_total", "class" => "4xx").increment(1);

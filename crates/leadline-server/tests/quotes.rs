@@ -14,6 +14,8 @@ both_backends!(
     twenty_concurrent_accepts_for_overlapping_dates_book_once,
     only_sent_unexpired_quotes_can_be_answered,
     another_tenants_yacht_or_lead_cannot_be_quoted,
+    a_suspended_tenants_quote_pages_stop,
+    amounts_beyond_the_maximum_are_refused,
 );
 
 fn yacht_body() -> Value {
@@ -731,4 +733,125 @@ async fn another_tenants_yacht_or_lead_cannot_be_quoted(b: Backend) {
         .await;
         assert_eq!(p["errors"][0]["pointer"], ptr, "{p}");
     }
+}
+
+async fn set_status(app: &TestApp, t: &Tenant, status: &str) {
+    let res = app
+        .admin(Method::PATCH, &format!("/admin/tenants/{}", t.id))
+        .json(&json!({"status": status}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+}
+
+/// A suspended tenant's quote page answers as an unknown quote, and its quotes
+/// cannot be accepted or declined; the page sends headers that keep its token
+/// private and forbid scripts and frames.
+async fn a_suspended_tenants_quote_pages_stop(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.tenant("Suspended Sails").await;
+    let y = yacht(&app, &t).await;
+    let l = lead(&app, &t, "client@example.com", "2030-07-04", "2030-07-11").await;
+    let q = quote(&app, &t, &l, &y, json!({})).await;
+    let path = path_of(&send(&app, &t, q["id"].as_str().expect("id")).await);
+    let res = app.client.get(app.url(&path)).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    let h = res.headers();
+    let csp = h
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(h.get("x-frame-options").map(|v| v.as_bytes()), Some(&b"DENY"[..]));
+    assert_eq!(
+        h.get("x-content-type-options").map(|v| v.as_bytes()),
+        Some(&b"nosniff"[..])
+    );
+    assert_eq!(
+        h.get("referrer-policy").map(|v| v.as_bytes()),
+        Some(&b"no-referrer"[..])
+    );
+
+    set_status(&app, &t, "suspended").await;
+    problem(app.client.get(app.url(&path)).send().await.expect("send"), 404).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for action in ["accept", "decline"] {
+        problem(
+            no_redirects
+                .post(app.url(&format!("{path}/{action}")))
+                .send()
+                .await
+                .expect("send"),
+            404,
+        )
+        .await;
+    }
+    let got = json_of(
+        app.admin(Method::GET, &format!("/admin/tenants/{}", t.id))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(got["status"], "suspended");
+    set_status(&app, &t, "active").await;
+    let res = app.client.get(app.url(&path)).send().await.expect("send");
+    assert_eq!(res.status(), 200, "back with the tenant");
+    let html = res.text().await.expect("html");
+    assert!(html.contains("action=\"/q/"), "still answerable");
+}
+
+/// Amounts beyond 10^13 minor units are refused where they enter, so pricing can
+/// never overflow into a wrong (negative) total.
+async fn amounts_beyond_the_maximum_are_refused(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.tenant("Big Numbers").await;
+    let mut body = yacht_body();
+    body["rates"][0]["weekly_rate"]["amount"] = json!(i64::MAX);
+    body["extras"][1]["price"]["amount"] = json!(10_000_000_000_001i64);
+    let p = problem(
+        app.with_key(Method::POST, "/v1/yachts", &t.sk)
+            .json(&body)
+            .send()
+            .await
+            .expect("send"),
+        422,
+    )
+    .await;
+    let pointers: Vec<&str> = p["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["pointer"].as_str())
+        .collect();
+    assert!(pointers.contains(&"/rates/0/weekly_rate"), "{p}");
+    assert!(pointers.contains(&"/extras/1/price"), "{p}");
+    let mut lead_body = common::lead_body("rich@example.com");
+    lead_body["budget"]["amount"] = json!(i64::MAX);
+    problem(
+        app.with_key(Method::POST, "/v1/leads", &t.sk)
+            .json(&lead_body)
+            .send()
+            .await
+            .expect("send"),
+        422,
+    )
+    .await;
+    let y = yacht(&app, &t).await;
+    let l = lead(&app, &t, "client@example.com", "2030-07-04", "2030-07-11").await;
+    let res = app
+        .with_key(Method::POST, "/v1/quotes", &t.sk)
+        .json(&json!({"lead_id": l, "yacht_id": y, "delivery_fee": i64::MAX}))
+        .send()
+        .await
+        .expect("send");
+    let p = problem(res, 422).await;
+    assert_eq!(p["errors"][0]["pointer"], "/delivery_fee", "{p}");
 }

@@ -100,38 +100,55 @@ fn plausible(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-async fn load(s: &AppState, token: &str) -> ApiResult<Quote> {
+/// The quote a token names, with its tenant. A suspended tenant's quotes answer
+/// as unknown ones: its public surfaces stop with its keys.
+async fn load(s: &AppState, token: &str) -> ApiResult<(Quote, leadline_core::tenant::Tenant)> {
     if !plausible(token) {
         return Err(ApiError::NotFound);
     }
-    s.store.get_quote_by_token(token).await?.ok_or(ApiError::NotFound)
+    let q = s.store.get_quote_by_token(token).await?.ok_or(ApiError::NotFound)?;
+    let tenant = s.store.get_tenant(&q.tenant_id).await?.ok_or(ApiError::NotFound)?;
+    if tenant.status != leadline_core::tenant::TenantStatus::Active {
+        return Err(ApiError::NotFound);
+    }
+    Ok((q, tenant))
 }
+
+/// The page needs no script, no frame and no referrer (its URL is a secret).
+const PAGE_HEADERS: [(header::HeaderName, &str); 5] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+];
 
 /// The client's quote page (HTML).
 #[utoipa::path(get, path = "/q/{token}", tag = "public",
     responses((status = 200, description = "The quote page", content_type = "text/html"), (status = 404, body = Problem)))]
 pub async fn page(State(s): State<AppState>, Path(token): Path<String>) -> ApiResult<Response> {
-    let q = load(&s, &token).await?;
-    let tenant = s.store.get_tenant(&q.tenant_id).await?.ok_or(ApiError::NotFound)?;
+    let (q, tenant) = load(&s, &token).await?;
     let client = s.store.get_lead(&q.tenant_id, &q.lead_id).await?.map(|l| l.name);
     let html = render(&q, &tenant.settings.company_name, client.as_deref(), &token).map_err(ApiError::internal)?;
-    Ok((
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        Html(html),
-    )
-        .into_response())
+    Ok((PAGE_HEADERS, Html(html)).into_response())
 }
 
 fn back_to_page(token: &str) -> Response {
-    (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/q/{token}"))]).into_response()
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, format!("/q/{token}")),
+            (header::REFERRER_POLICY, "no-referrer".to_owned()),
+        ],
+    )
+        .into_response()
 }
 
 async fn answer(s: &AppState, fx: &Effects, token: &str, accept: bool) -> ApiResult<Response> {
-    let q = load(s, token).await?;
-    let tenant = s.store.get_tenant(&q.tenant_id).await?.ok_or(ApiError::NotFound)?;
+    let (q, tenant) = load(s, token).await?;
     fx.set_actor(ActorType::PublicLink, Some(q.id.to_string()), Some(q.tenant_id.clone()));
     fx.set_resource(&q.id);
     let now = clock::now();
