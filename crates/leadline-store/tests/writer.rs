@@ -71,7 +71,7 @@ async fn sqlite_batch_with_a_failing_job() {
     let db = TestDb::create(Backend::Sqlite).await;
     // A wait long enough that the ten jobs land in one batch.
     let options = WriterOptions {
-        max_wait: Duration::from_millis(1500),
+        max_wait: Duration::from_millis(300),
         ..WriterOptions::default()
     };
     let store = Arc::new(SqliteStore::open_with(&db.url, &options).await.expect("open"));

@@ -388,11 +388,13 @@ impl Task {
         match self.transaction(jobs, &mut replies) {
             Ok(disk_full) => {
                 let committed = replies.len() as u64;
+                // Counted before anyone hears of the commit, so a caller that
+                // reads the counters after its answer sees its own batch.
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.jobs.fetch_add(committed, Ordering::Relaxed);
                 for reply in replies {
                     reply(None);
                 }
-                self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.stats.jobs.fetch_add(committed, Ordering::Relaxed);
                 metrics::histogram!("leadline_writer_batch_size").record(size as f64);
                 metrics::histogram!("leadline_writer_commit_duration_seconds").record(started.elapsed().as_secs_f64());
                 if disk_full {
