@@ -277,8 +277,14 @@ fn valid_key(k: &[u8]) -> bool {
     (1..=255).contains(&k.len()) && k.iter().all(|b| (0x20..=0x7e).contains(b))
 }
 
-/// Who owns an idempotency key: `admin` or the tenant of a valid key.
-async fn scope_of(state: &AppState, parts: &mut Parts) -> Option<String> {
+/// Who owns an idempotency key, once the request is authorized as far as it can
+/// be before its handler: `admin`, or `<tenant>:sk` / `<tenant>:pk` for a valid
+/// key of an active tenant, so a publishable key never sees what a secret key
+/// stored. `None` (no claim, no replay) when the handler is going to refuse: no
+/// or a bad key, a suspended tenant, a publishable key off lead capture or from
+/// an origin the tenant does not allow. A publishable key's CORS grant is made
+/// here, so a replay carries it as the first answer did.
+async fn scope_of(state: &AppState, parts: &mut Parts, fx: &Effects) -> Option<String> {
     if parts.uri.path().starts_with("/admin/") {
         let given = parts.headers.get("x-admin-key")?;
         return crate::extract::is_admin_key(state, given.as_bytes()).then(|| "admin".to_owned());
@@ -295,7 +301,23 @@ async fn scope_of(state: &AppState, parts: &mut Parts) -> Option<String> {
         return None;
     }
     let (key, tenant) = crate::extract::find_key(state, parts, &token).await.ok()??;
-    key.revoked_at.is_none().then(|| tenant.id.to_string())
+    if key.revoked_at.is_some() || tenant.status != leadline_core::tenant::TenantStatus::Active {
+        return None;
+    }
+    match key.kind {
+        leadline_core::api_key::KeyKind::Secret => Some(format!("{}:sk", tenant.id)),
+        leadline_core::api_key::KeyKind::Publishable => {
+            if !(parts.method == Method::POST && parts.uri.path() == "/v1/leads") {
+                return None;
+            }
+            let origin = parts.headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+            let grant = crate::extract::publishable_origin(&tenant, origin).ok()?;
+            if let Some(o) = grant {
+                fx.grant_cors(o);
+            }
+            Some(format!("{}:pk", tenant.id))
+        }
+    }
 }
 
 fn replay(stored: IdempotentResponse, request_id: &str, path: &str) -> Response {
@@ -395,7 +417,7 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
                 .into_response();
             return finish(&state, &fx, res, auditable).await;
         }
-        if let Some(scope) = scope_of(&state, &mut parts).await {
+        if let Some(scope) = scope_of(&state, &mut parts, &fx).await {
             let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
                 Ok(b) => b,
                 Err(_) => return finish(&state, &fx, ApiError::PayloadTooLarge.into_response(), auditable).await,
@@ -438,7 +460,10 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
                     res.extensions_mut().insert(p);
                     return res;
                 }
-                Ok(ClaimOutcome::Done(stored)) => return replay(stored, &request_id, &path),
+                Ok(ClaimOutcome::Done(stored)) => {
+                    let s = fx.with(|s| s.clone());
+                    return with_cors(&s, replay(stored, &request_id, &path));
+                }
                 Err(e) => return finish(&state, &fx, ApiError::from(e).into_response(), auditable).await,
             }
             body = Body::from(bytes);
@@ -451,21 +476,9 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
 
 /// Writes what the handler did not: a stored 4xx, a released claim, the audit
 /// entry of a failure or of a read; and the CORS grant.
-async fn finish(state: &AppState, fx: &Effects, mut res: Response, auditable: bool) -> Response {
+async fn finish(state: &AppState, fx: &Effects, res: Response, auditable: bool) -> Response {
     let s = fx.with(|s| s.clone());
-    if let Some(origin) = &s.cors_origin
-        && let Ok(v) = HeaderValue::from_str(origin)
-    {
-        let h = res.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        h.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(
-                "X-Request-Id, RateLimit, RateLimit-Policy, Retry-After, Idempotent-Replayed, Location",
-            ),
-        );
-    }
+    let mut res = with_cors(&s, res);
     if s.done {
         return res;
     }
@@ -474,7 +487,9 @@ async fn finish(state: &AppState, fx: &Effects, mut res: Response, auditable: bo
     let mut changes = ChangeSet::new();
     if let Some(held) = &s.claim {
         let (scope, key) = (&held.scope, &held.key);
-        if status.is_server_error() {
+        // A 5xx leaves the key free for the retry; 401 and 403 are never stored
+        // (credentials and permissions change; a refusal must not stick to a key).
+        if status.is_server_error() || status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             // When this fails too (the database cannot write), the claim is still
             // free for the client's retry on this instance (see `claims`).
             if let Err(e) = state.store.release_idempotency(scope, key, &held.holder).await {
@@ -522,6 +537,24 @@ async fn finish(state: &AppState, fx: &Effects, mut res: Response, auditable: bo
         && let Err(e) = state.store.commit(changes).await
     {
         tracing::error!(error = %e, "could not write the audit entry or idempotency record of a request");
+    }
+    res
+}
+
+/// Lets the browser read a cross-origin answer the request was granted.
+fn with_cors(s: &State_, mut res: Response) -> Response {
+    if let Some(origin) = &s.cors_origin
+        && let Ok(v) = HeaderValue::from_str(origin)
+    {
+        let h = res.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(
+                "X-Request-Id, RateLimit, RateLimit-Policy, Retry-After, Idempotent-Replayed, Location",
+            ),
+        );
     }
     res
 }

@@ -259,6 +259,24 @@ where
     }
 }
 
+/// Whether a publishable key of `tenant` may be used from `origin` (the `Origin`
+/// header): the origin to grant CORS to, if any, or a 403.
+pub(crate) fn publishable_origin(tenant: &Tenant, origin: Option<&str>) -> Result<Option<String>, ApiError> {
+    let origin = origin.map(|o| o.trim_end_matches('/').to_ascii_lowercase());
+    let allowed_list = &tenant.settings.allowed_origins;
+    let allowed = match &origin {
+        Some(o) => allowed_list.is_empty() || allowed_list.contains(o),
+        None => allowed_list.is_empty(),
+    };
+    if allowed {
+        Ok(origin)
+    } else {
+        Err(ApiError::Forbidden(
+            "This publishable key only works from the company's allowed origins.".into(),
+        ))
+    }
+}
+
 /// A tenant authenticated with a secret key: the whole tenant API.
 pub struct SecretKey(pub TenantAuth);
 

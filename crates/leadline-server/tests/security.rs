@@ -30,3 +30,125 @@ async fn invented_methods_make_no_new_series() {
     assert!(!text.contains("INVENTED"), "no series per invented method");
     assert!(text.contains("method=\"other\""), "counted as other");
 }
+
+async fn set_status(app: &TestApp, id: &str, status: &str) {
+    let res = app
+        .admin(Method::PATCH, &format!("/admin/tenants/{id}"))
+        .json(&json!({"status": status}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+}
+
+fn yacht() -> Value {
+    json!({
+        "name": "Meltemi", "type": "sailing_yacht", "max_guests": 8, "currency": "EUR", "min_nights": 3,
+        "rates": [{"season": "high", "from": "2030-07-01", "to": "2030-08-31", "weekly_rate": {"amount": 500000, "currency": "EUR"}}]
+    })
+}
+
+/// Idempotency comes after authorization: a publishable key never reads what a
+/// secret key stored, cannot squat a key with a stored 403, a suspended tenant
+/// gets no replays, and a publishable key's replay carries its CORS grant.
+async fn idempotency_comes_after_authorization(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.tenant("Keys Apart").await;
+    let idem = |m: Method, path: &str, key: &str, k: &str| app.with_key(m, path, key).header("Idempotency-Key", k);
+
+    // A secret key's stored answer holds a webhook signing secret.
+    let hook = json!({"url": "http://127.0.0.1:9/hook", "events": ["lead.created"]});
+    let res = idem(Method::POST, "/v1/webhook-endpoints", &t.sk, "k1")
+        .json(&hook)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    let res = idem(Method::POST, "/v1/webhook-endpoints", &t.pk, "k1")
+        .json(&hook)
+        .send()
+        .await
+        .expect("send");
+    assert!(
+        res.headers().get("idempotent-replayed").is_none(),
+        "no replay for another key kind"
+    );
+    let p = problem(res, 403).await;
+    assert!(!p.to_string().contains("whsec_"), "{p}");
+
+    // A publishable key's refusal does not stick to the key.
+    let res = idem(Method::POST, "/v1/yachts", &t.pk, "k2")
+        .json(&yacht())
+        .send()
+        .await
+        .expect("send");
+    problem(res, 403).await;
+    let res = idem(Method::POST, "/v1/yachts", &t.sk, "k2")
+        .json(&yacht())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201, "the secret key's request runs");
+
+    // A suspended tenant gets no replays.
+    let body = lead_body("suspended@example.com");
+    let res = idem(Method::POST, "/v1/leads", &t.sk, "k3")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    set_status(&app, &t.id, "suspended").await;
+    let res = idem(Method::POST, "/v1/leads", &t.sk, "k3")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    problem(res, 403).await;
+    set_status(&app, &t.id, "active").await;
+    let res = idem(Method::POST, "/v1/leads", &t.sk, "k3")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    assert_eq!(
+        res.headers().get("idempotent-replayed").map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+
+    // A publishable key's replay is readable by the browser like the first answer.
+    let res = app
+        .with_key(Method::PATCH, "/v1/settings", &t.sk)
+        .json(&json!({"allowed_origins": ["https://charters.example"]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    let body = lead_body("browser@example.com");
+    for replayed in [false, true] {
+        let res = idem(Method::POST, "/v1/leads", &t.pk, "k4")
+            .header("Origin", "https://charters.example")
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), 201);
+        assert_eq!(res.headers().get("idempotent-replayed").is_some(), replayed);
+        assert_eq!(
+            res.headers().get("access-control-allow-origin").map(|v| v.as_bytes()),
+            Some(&b"https://charters.example"[..]),
+            "replayed: {replayed}"
+        );
+    }
+    let res = idem(Method::POST, "/v1/leads", &t.pk, "k4")
+        .header("Origin", "https://evil.example")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    problem(res, 403).await;
+}
+
+both_backends!(idempotency_comes_after_authorization);

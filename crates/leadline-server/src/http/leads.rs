@@ -36,22 +36,9 @@ pub async fn create_lead(
     headers: HeaderMap,
     AppJson(req): AppJson<NewLeadRequest>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<Lead>)> {
-    let origin = headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .map(|o| o.trim_end_matches('/').to_ascii_lowercase());
     if auth.key.kind == KeyKind::Publishable {
-        let allowed_list = &auth.tenant.settings.allowed_origins;
-        let allowed = match &origin {
-            Some(o) => allowed_list.is_empty() || allowed_list.contains(o),
-            None => allowed_list.is_empty(),
-        };
-        if !allowed {
-            return Err(ApiError::Forbidden(
-                "This publishable key only works from the company's allowed origins.".into(),
-            ));
-        }
-        if let Some(o) = origin {
+        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+        if let Some(o) = crate::extract::publishable_origin(&auth.tenant, origin)? {
             // From here on the browser may read the answer, errors included.
             fx.grant_cors(o);
         }
