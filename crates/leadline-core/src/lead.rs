@@ -292,6 +292,11 @@ impl NewLeadRequest {
             Some(p) if !p.trim().is_empty() => e.check("/phone", Phone::parse(p)),
             _ => None,
         };
+        for (p, d) in [("/charter_from", self.charter_from), ("/charter_to", self.charter_to)] {
+            if d.is_some_and(|d| !crate::validation::date_in_range(d)) {
+                e.add(p, crate::validation::DATE_RANGE);
+            }
+        }
         match (self.charter_from, self.charter_to) {
             (Some(f), Some(t)) => {
                 if f < today {

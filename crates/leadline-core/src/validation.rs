@@ -71,3 +71,13 @@ impl std::fmt::Display for ValidationErrors {
 }
 
 impl std::error::Error for ValidationErrors {}
+
+/// What a date outside [`date_in_range`] is told.
+pub const DATE_RANGE: &str = "must be a date from 2000-01-01 to 2199-12-31";
+
+/// Whether a date is one Leadline takes: from 2000-01-01 to 2199-12-31. Every date
+/// field and parameter is checked against it, so no date arithmetic can overflow.
+pub fn date_in_range(d: chrono::NaiveDate) -> bool {
+    use chrono::Datelike;
+    (2000..=2199).contains(&d.year())
+}

@@ -267,6 +267,11 @@ impl YachtInput {
             if b.to < b.from {
                 e.add(format!("{p}/to"), "must not be before `from`");
             }
+            for (f, d) in [("from", b.from), ("to", b.to)] {
+                if !crate::validation::date_in_range(d) {
+                    e.add(format!("{p}/{f}"), crate::validation::DATE_RANGE);
+                }
+            }
             if b.weekly_rate.amount <= 0 || !b.weekly_rate.in_range() || b.weekly_rate.currency != y.currency {
                 e.add(
                     format!("{p}/weekly_rate"),

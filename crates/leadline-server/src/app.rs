@@ -31,6 +31,8 @@ pub struct AppState {
     pub outbox: Arc<tokio::sync::Notify>,
     /// The idempotency claims of this process's running requests.
     pub claims: Arc<crate::claims::Claims>,
+    /// The web origins some tenant allows (CORS preflights).
+    pub origins: Arc<crate::cors::AllowedOrigins>,
 }
 
 /// The longest a request's handler may run before it is answered 408.
@@ -150,6 +152,7 @@ impl Application {
             rate_limits,
             outbox: Arc::new(tokio::sync::Notify::new()),
             claims: crate::claims::Claims::new(lock.is_some()),
+            origins: Arc::new(crate::cors::AllowedOrigins::default()),
         };
         // Fail at start, not at the first email, on a bad mail setting.
         crate::worker::Dispatcher::new(state.store.clone(), state.config.clone(), state.outbox.clone())
@@ -231,13 +234,20 @@ impl Application {
     }
 }
 
+/// A handler panicked: a bare 500, which the request-context layer renders as a
+/// problem document with the request id (the panic is logged, never sent).
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    crate::error::ApiError::Internal("a handler panicked".into()).into_response()
+}
+
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let (api, _) = crate::http::api().split_for_parts();
     api.merge(crate::http::health::unrouted())
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -256,4 +266,42 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(crate::middleware::request_context))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    /// A handler that panics answers a problem document naming the request, as
+    /// every other error does.
+    #[tokio::test]
+    async fn a_panic_answers_a_problem_document() {
+        let app = axum::Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    let v: Vec<u8> = Vec::new();
+                    // An index out of bounds, as a bug would.
+                    v[usize::from(v.is_empty())].to_string()
+                }),
+            )
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(super::panicked))
+            .layer(axum::middleware::from_fn(crate::middleware::request_context));
+        let res = app
+            .oneshot(Request::get("/boom").body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            res.headers().get("content-type").map(|v| v.as_bytes()),
+            Some(&b"application/problem+json"[..])
+        );
+        let id = res.headers().get("x-request-id").cloned().expect("request id");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["status"], 500);
+        assert_eq!(v["request_id"].as_str().map(str::as_bytes), Some(id.as_bytes()));
+    }
 }

@@ -377,14 +377,27 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
         .and_then(|o| o.to_str().ok())
         .map(str::to_owned);
 
-    // CORS preflight of lead capture: grant nothing by itself; the real POST is
-    // checked against the tenant's allowed origins and only then readable.
+    // One set of credentials: a second Authorization or X-Admin-Key header is an
+    // attempt to confuse whichever component reads the other one.
+    for name in [header::AUTHORIZATION.as_str(), "x-admin-key"] {
+        if req.headers().get_all(name).iter().count() > 1 {
+            return ApiError::BadRequest(format!("Send one {name} header, not several.")).into_response();
+        }
+    }
+
+    // CORS preflight of lead capture: granted only to an origin some tenant
+    // allows (see `cors`); the real POST is checked against its own tenant's
+    // list and only then readable.
     if route == "/v1/leads" && method == Method::OPTIONS {
         let wants_post = req
             .headers()
             .get(header::ACCESS_CONTROL_REQUEST_METHOD)
             .is_some_and(|m| m == "POST");
-        return preflight(origin.as_deref().filter(|_| wants_post));
+        let granted = match origin.as_deref() {
+            Some(o) if wants_post && state.origins.allows(state.store.as_ref(), o).await => Some(o),
+            _ => None,
+        };
+        return preflight(granted);
     }
 
     let fx = Effects::new(State_ {

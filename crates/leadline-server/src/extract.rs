@@ -240,7 +240,8 @@ where
             .await?
             .ok_or(ApiError::Unauthorized("The API key is not valid."))?;
         if key.revoked_at.is_some() {
-            return Err(ApiError::Unauthorized("The API key has been revoked."));
+            // The same answer as for a key that never existed: no oracle.
+            return Err(ApiError::Unauthorized("The API key is not valid."));
         }
         tracing::Span::current().record("tenant_id", tracing::field::display(&tenant.id));
         if let Some(fx) = parts.extensions.get::<Effects>() {

@@ -5,6 +5,7 @@ pub mod claims;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod cors;
 pub mod demo;
 pub mod effects;
 pub mod error;

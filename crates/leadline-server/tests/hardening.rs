@@ -937,6 +937,16 @@ async fn cors_only_for_lead_capture_from_allowed_origins(b: Backend) {
             .contains("authorization")
     );
     assert!(preflight.headers().get("access-control-allow-credentials").is_none());
+    // An origin no tenant allows gets no grant from the preflight.
+    let evil_preflight = app
+        .client
+        .request(Method::OPTIONS, app.url("/v1/leads"))
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .expect("send");
+    assert!(evil_preflight.headers().get("access-control-allow-origin").is_none());
     let post = |origin: &'static str, body: Value| {
         app.with_key(Method::POST, "/v1/leads", &t.pk)
             .header("Origin", origin)

@@ -152,3 +152,102 @@ async fn idempotency_comes_after_authorization(b: Backend) {
 }
 
 both_backends!(idempotency_comes_after_authorization);
+
+/// Smaller holes: two credentials headers, a revoked key told apart from an
+/// unknown one, a panicking handler answering text, a date that overflows.
+async fn smaller_holes_are_closed(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.tenant("Small Holes").await;
+    let u = app.tenant("Other").await;
+    // Two Authorization headers: 400, whichever comes first.
+    let res = app
+        .client
+        .get(app.url("/v1/leads"))
+        .header("Authorization", format!("Bearer {}", t.sk))
+        .header("Authorization", format!("Bearer {}", u.sk))
+        .send()
+        .await
+        .expect("send");
+    problem(res, 400).await;
+    let res = app
+        .client
+        .get(app.url("/admin/tenants"))
+        .header("X-Admin-Key", common::ADMIN_KEY)
+        .header("X-Admin-Key", "something-else-entirely")
+        .send()
+        .await
+        .expect("send");
+    problem(res, 400).await;
+    // A revoked key and a key that never existed get the same answer.
+    let res = app
+        .admin(Method::POST, &format!("/admin/tenants/{}/keys", t.id))
+        .json(&json!({"kind": "secret"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    let issued: Value = res.json().await.expect("json");
+    let key = issued["key"].as_str().expect("key").to_owned();
+    let key_id = issued["id"].as_str().expect("id").to_owned();
+    let res = app
+        .admin(Method::DELETE, &format!("/admin/tenants/{}/keys/{key_id}", t.id))
+        .send()
+        .await
+        .expect("send");
+    assert!(res.status().is_success());
+    let revoked = problem(
+        app.with_key(Method::GET, "/v1/leads", &key).send().await.expect("send"),
+        401,
+    )
+    .await;
+    let mut unknown_key = key.clone();
+    unknown_key.pop();
+    unknown_key.push(if key.ends_with('A') { 'B' } else { 'A' });
+    let unknown = problem(
+        app.with_key(Method::GET, "/v1/leads", &unknown_key)
+            .send()
+            .await
+            .expect("send"),
+        401,
+    )
+    .await;
+    assert_eq!(
+        revoked["detail"], unknown["detail"],
+        "no oracle for keys that once existed"
+    );
+    // A date at the edge of the calendar: a clear 400, not a panic.
+    let y: Value = app
+        .with_key(Method::POST, "/v1/yachts", &t.sk)
+        .json(&yacht())
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let id = y["id"].as_str().expect("id");
+    for q in ["from=%2B262142-12-31", "from=1900-01-01", "to=2300-01-01"] {
+        let res = app
+            .with_key(Method::GET, &format!("/v1/yachts/{id}/availability?{q}"), &t.sk)
+            .send()
+            .await
+            .expect("send");
+        let p = problem(res, 400).await;
+        assert!(p["detail"].as_str().is_some_and(|d| d.contains("2000-01-01")), "{p}");
+    }
+    let mut body = lead_body("far@example.com");
+    body["charter_from"] = json!("2250-07-01");
+    body["charter_to"] = json!("2250-07-08");
+    let p = problem(
+        app.with_key(Method::POST, "/v1/leads", &t.sk)
+            .json(&body)
+            .send()
+            .await
+            .expect("send"),
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["pointer"], "/charter_from", "{p}");
+}
+
+both_backends!(smaller_holes_are_closed);

@@ -127,7 +127,9 @@ pub async fn patch_tenant(
     Path(id): Path<String>,
     AppJson(p): AppJson<TenantPatch>,
 ) -> ApiResult<Json<Tenant>> {
-    Ok(Json(ops::patch_tenant(&fx, s.store.as_ref(), &id, p).await?))
+    let t = ops::patch_tenant(&fx, s.store.as_ref(), &id, p).await?;
+    s.origins.invalidate();
+    Ok(Json(t))
 }
 
 /// Issue a key; it is shown this once.

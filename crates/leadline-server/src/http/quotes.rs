@@ -64,6 +64,11 @@ pub async fn create_quote(
         .charter_to
         .or(lead.charter_to)
         .ok_or_else(|| bad("/charter_to", "is required: the lead has no dates"))?;
+    for (p, d) in [("/charter_from", from), ("/charter_to", to)] {
+        if !leadline_core::validation::date_in_range(d) {
+            return Err(bad(p, leadline_core::validation::DATE_RANGE));
+        }
+    }
     if from < now.date_naive() {
         return Err(bad("/charter_from", "must not be in the past"));
     }
@@ -76,6 +81,9 @@ pub async fn create_quote(
         .unwrap_or(now + chrono::Duration::days(i64::from(settings.quote_validity_days)));
     if valid_until <= now {
         return Err(bad("/valid_until", "must be in the future"));
+    }
+    if !leadline_core::validation::date_in_range(valid_until.date_naive()) {
+        return Err(bad("/valid_until", leadline_core::validation::DATE_RANGE));
     }
     let priced = price(&PriceRequest {
         yacht: &yacht,

@@ -50,9 +50,9 @@ pub async fn patch_settings(
     fx.set_resource(&auth.tenant.id);
     let out = next.settings.clone();
     let cs = ChangeSet::one(Change::UpdateTenant(next));
-    Ok(Json(
-        fx.commit(s.store.as_ref(), cs, StatusCode::OK, move |_| out).await?,
-    ))
+    let settings = fx.commit(s.store.as_ref(), cs, StatusCode::OK, move |_| out).await?;
+    s.origins.invalidate();
+    Ok(Json(settings))
 }
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {

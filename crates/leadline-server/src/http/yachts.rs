@@ -195,6 +195,14 @@ pub async fn availability(
 ) -> ApiResult<Json<Availability>> {
     let y = find(&auth, &s, &id).await?;
     let now = clock::now();
+    for d in [p.from, p.to].into_iter().flatten() {
+        if !leadline_core::validation::date_in_range(d) {
+            return Err(ApiError::BadRequest(format!(
+                "`from` and `to` {}.",
+                leadline_core::validation::DATE_RANGE
+            )));
+        }
+    }
     let from = p.from.unwrap_or(now.date_naive());
     let to = p.to.unwrap_or(from + chrono::Duration::days(365));
     if to <= from || (to - from).num_days() > 731 {
