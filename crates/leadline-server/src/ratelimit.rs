@@ -261,7 +261,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     } else {
         &limits.local[0]
     };
-    let Some(ip) = crate::net::client_ip(&req, &state.config.trusted_proxies) else {
+    let Some(ip) = crate::net::client_ip(&req, &state.config.trusted_proxies).map(client_key) else {
         return next.run(req).await;
     };
     let q = limiter.per_minute;
@@ -298,6 +298,22 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
             limiter.name,
             not_until.wait_time_from(limiter.inner.clock().now()),
         ),
+    }
+}
+
+/// Whom a quota belongs to: an IPv4 address, or an IPv6 client's /64 (one
+/// subscriber's network: a client that owns a /64 could otherwise use a new
+/// address for every request).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
     }
 }
 

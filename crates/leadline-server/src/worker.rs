@@ -40,7 +40,11 @@ impl Dispatcher {
             .mail_from
             .parse()
             .map_err(|e| format!("LEADLINE_MAIL_FROM: {e}"))?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if !config.allow_private_webhook_targets {
+            http = http.dns_resolver(Arc::new(crate::outbound::PublicOnly));
+        }
+        let http = http
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.webhook_timeout)
             .user_agent(concat!("Leadline-Webhooks/", env!("CARGO_PKG_VERSION")))

@@ -251,3 +251,40 @@ async fn smaller_holes_are_closed(b: Backend) {
 }
 
 both_backends!(smaller_holes_are_closed);
+
+/// IPv6 clients are limited by their /64: new addresses of one network share a
+/// quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_clients_share_their_64s_quota() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("LEADLINE_TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("LEADLINE_RATE_LIMIT_PUBLIC_PER_MINUTE", "3"),
+        ],
+    )
+    .await;
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for i in 1..=4 {
+            let res = app
+                .client
+                .get(app.url("/openapi.json"))
+                .header("X-Forwarded-For", format!("2001:db8:1:2::{i:x}"))
+                .send()
+                .await
+                .expect("send");
+            v.push(res.status().as_u16());
+        }
+        v
+    };
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let other = app
+        .client
+        .get(app.url("/openapi.json"))
+        .header("X-Forwarded-For", "2001:db8:1:3::1")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(other.status(), 200, "another /64 has its own quota");
+}
