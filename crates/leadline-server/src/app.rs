@@ -117,6 +117,12 @@ impl Application {
     /// Opens the store, migrates it and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let admin = admin_key(&config)?;
+        // A data directory from before files were made private is made so now.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
+        }
         let store = open_store(&config).await?;
         Self::with_store(config, store, &admin).await
     }

@@ -4,6 +4,10 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Everything Leadline creates (data directory, database, backups, emails)
+    // holds secrets and personal data: owner only, whatever umask it inherits.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     let cli = leadline_server::cli::Cli::parse();
     match leadline_server::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -843,3 +843,67 @@ async fn a_full_postgres_disk_refuses_writes_and_recovers() {
     let _ = sqlx::query(&format!("DROP TABLESPACE {name}")).execute(&admin).await;
     admin.close().await;
 }
+
+/// Everything the server and the CLI create in the data directory is the
+/// owner's alone (0700 directories, 0600 files), whatever the umask they got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().expect("utf8").to_owned();
+    let db_url = format!("sqlite://{data}/leadline.db");
+    let env = [
+        ("DATABASE_URL", db_url.as_str()),
+        ("LEADLINE_DATA_DIR", data.as_str()),
+        ("LEADLINE_LOG_FORMAT", "json"),
+    ];
+    // The usual umask (022) made 0644 files and 0755 directories before.
+    let p = Proc::start(&env, dir.path()).await;
+    let admin_key = std::fs::read_to_string(data_dir.join("admin.key")).expect("admin key");
+    let client = reqwest::Client::new();
+    let res = client
+        .post(p.url("/admin/tenants"))
+        .header("X-Admin-Key", admin_key.trim())
+        .json(&json!({"name": "Private Files"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.expect("json");
+    let sk = v["secret_key"].as_str().expect("sk").to_owned();
+    let res = post_lead(&client, &p, &sk, "private-1", 1).await.expect("send");
+    assert_eq!(res.status(), 201);
+    eventually("the acknowledgement email", Duration::from_secs(10), || async {
+        std::fs::read_dir(data_dir.join("mail"))
+            .ok()
+            .and_then(|d| d.flatten().next())
+            .map(|_| ())
+    })
+    .await;
+    let out = Command::new(env!("CARGO_BIN_EXE_leadline"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .arg("backup")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut checked = 0;
+    let mut stack = vec![data_dir.clone()];
+    while let Some(d) = stack.pop() {
+        let mode = std::fs::metadata(&d).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", d.display());
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = entry.path();
+            let meta = entry.metadata().expect("meta");
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                let mode = meta.permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "database, WAL, key, email and backup: {checked} files");
+}
