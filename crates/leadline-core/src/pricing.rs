@@ -226,8 +226,8 @@ pub fn price(r: &PriceRequest<'_>) -> Result<Priced, ValidationErrors> {
     let mut given = 0i64;
     for (i, dsc) in r.discounts.iter().enumerate() {
         let p = format!("/discounts/{i}");
-        if dsc.label.trim().is_empty() || dsc.label.len() > 200 {
-            e.add(format!("{p}/label"), "must be 1 to 200 characters");
+        if let Err(why) = crate::text::clean_text(&dsc.label, 200, false) {
+            e.add(format!("{p}/label"), why);
         }
         let want = match (dsc.percent, dsc.amount) {
             (Some(pc), None) => percent_of(fee - given, pc),

@@ -2,8 +2,23 @@
 
 use serde::Serialize;
 
+/// Characters that reorder or break text where a reader does not see it:
+/// bidirectional embeddings, overrides and isolates (U+202A to U+202E, U+2066 to
+/// U+2069) and the line and paragraph separators (U+2028, U+2029).
+pub fn is_spoofing(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+}
+
+/// Whether `s` holds something a mail client would decode as an RFC 2047
+/// encoded-word (`=?charset?q?text?=`) if it reached a header as is.
+pub fn looks_encoded(s: &str) -> bool {
+    s.find("=?").is_some_and(|i| s[i + 2..].contains("?="))
+}
+
 /// Trims `s` and checks it: not empty, at most `max` characters, no control
-/// characters (line breaks and tabs allowed only when `multiline`).
+/// characters (line breaks and tabs allowed only when `multiline`), no
+/// bidirectional controls or separators ([`is_spoofing`]), and on one line
+/// nothing that looks like an encoded-word (one-line texts reach email headers).
 pub fn clean_text(s: &str, max: usize, multiline: bool) -> Result<String, String> {
     let t = s.trim();
     if t.is_empty() {
@@ -18,6 +33,12 @@ pub fn clean_text(s: &str, max: usize, multiline: bool) -> Result<String, String
         .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')));
     if bad {
         return Err("must not contain control characters".into());
+    }
+    if t.chars().any(is_spoofing) {
+        return Err("must not contain bidirectional control characters or line separators".into());
+    }
+    if !multiline && looks_encoded(t) {
+        return Err("must not contain `=?…?=` (it would read as an encoded email header)".into());
     }
     Ok(t.to_owned())
 }

@@ -261,8 +261,8 @@ impl YachtInput {
         }
         for (i, b) in y.rates.iter().enumerate() {
             let p = format!("/rates/{i}");
-            if b.season.trim().is_empty() || b.season.len() > 100 {
-                e.add(format!("{p}/season"), "must be 1 to 100 characters");
+            if let Err(why) = clean_text(&b.season, 100, false) {
+                e.add(format!("{p}/season"), why);
             }
             if b.to < b.from {
                 e.add(format!("{p}/to"), "must not be before `from`");
@@ -302,8 +302,8 @@ impl YachtInput {
             if y.extras.iter().take(i).any(|o| o.code == x.code) {
                 e.add(format!("{p}/code"), "is used by another extra");
             }
-            if x.name.trim().is_empty() || x.name.len() > 200 {
-                e.add(format!("{p}/name"), "must be 1 to 200 characters");
+            if let Err(why) = clean_text(&x.name, 200, false) {
+                e.add(format!("{p}/name"), why);
             }
             if !x.price.in_range() || x.price.currency != y.currency {
                 e.add(

@@ -106,16 +106,27 @@ fn compiled(t: &Template) -> Result<std::sync::Arc<minijinja::Environment<'stati
     Ok(env)
 }
 
-fn render_with<C: Serialize>(t: &Template, ctx: &C) -> Result<(String, String, String), minijinja::Error> {
-    let env = compiled(t)?;
-    let subject = env.get_template("subject.txt")?.render(ctx)?;
-    // A subject is one line whatever the template or the values put in it.
-    let subject = subject
-        .split(['\r', '\n'])
+/// Text for an email header: one line whatever the template or the values put in
+/// it, no control or bidirectional characters, and no `=?` that a mail client
+/// could decode as an RFC 2047 encoded-word (the header encoder adds its own).
+pub fn header_text(s: &str) -> String {
+    let one_line = s
+        .split(['\r', '\n', '\u{2028}', '\u{2029}'])
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
+    one_line
+        .chars()
+        .filter(|c| !c.is_control() && !leadline_core::text::is_spoofing(*c))
+        .collect::<String>()
+        .replace("=?", "=\u{200B}?")
+}
+
+fn render_with<C: Serialize>(t: &Template, ctx: &C) -> Result<(String, String, String), minijinja::Error> {
+    let env = compiled(t)?;
+    let subject = env.get_template("subject.txt")?.render(ctx)?;
+    let subject = header_text(&subject);
     Ok((
         subject,
         env.get_template("body.txt")?.render(ctx)?,
@@ -190,7 +201,7 @@ impl Mailer {
         };
         let mut from = from.clone();
         if let Some(name) = &p.from_name {
-            from.name = Some(name.clone());
+            from.name = Some(header_text(name));
         }
         let to: Mailbox = p.to.parse().map_err(|e| fail(format!("bad recipient: {e}")))?;
         let mut b = Message::builder()
@@ -246,4 +257,18 @@ impl Mailer {
 /// At most 300 characters of an error or answer.
 pub fn short(s: &str) -> String {
     s.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_text_is_one_plain_line() {
+        assert_eq!(
+            super::header_text("Your quote\r\nBcc: x@example.com"),
+            "Your quote Bcc: x@example.com"
+        );
+        assert_eq!(super::header_text("a\u{202E}b\u{2028}c"), "ab c");
+        let s = super::header_text("=?utf-8?q?Bank?=");
+        assert!(!s.contains("=?"), "{s}");
+    }
 }

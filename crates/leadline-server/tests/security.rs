@@ -288,3 +288,84 @@ async fn ipv6_clients_share_their_64s_quota() {
         .expect("send");
     assert_eq!(other.status(), 200, "another /64 has its own quota");
 }
+
+/// Text that can spoof what a reader sees, or inject a header, is refused in
+/// every kind of text field, and nothing of the request is stored.
+async fn spoofing_text_is_refused_everywhere(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.tenant("Plain Text").await;
+    let refused = |res: reqwest::Response, pointer: &'static str| async move {
+        let p = problem(res, 422).await;
+        assert!(
+            p["errors"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["pointer"] == pointer)),
+            "{pointer}: {p}"
+        );
+    };
+    // A lead whose name reverses what follows it, or reads as an encoded header.
+    for name in [
+        "Maria \u{202E}gnp.exe",
+        "Maria\u{2028}Bcc: x@example.com",
+        "=?utf-8?q?Your=20bank?=",
+    ] {
+        let mut body = lead_body("spoof@example.com");
+        body["name"] = json!(name);
+        let res = app
+            .with_key(Method::POST, "/v1/leads", &t.sk)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        refused(res, "/name").await;
+    }
+    assert!(app.lead_ids(&t).await.is_empty(), "nothing stored");
+    // Settings, yachts and webhook descriptions.
+    let res = app
+        .with_key(Method::PATCH, "/v1/settings", &t.sk)
+        .json(&json!({"company_name": "Aegean \u{2066}Charters"}))
+        .send()
+        .await
+        .expect("send");
+    refused(res, "/company_name").await;
+    let mut y = yacht();
+    y["rates"][0]["season"] = json!("high\u{2029}season");
+    let res = app
+        .with_key(Method::POST, "/v1/yachts", &t.sk)
+        .json(&y)
+        .send()
+        .await
+        .expect("send");
+    refused(res, "/rates/0/season").await;
+    let res = app
+        .with_key(Method::POST, "/v1/webhook-endpoints", &t.sk)
+        .json(&json!({"url": "http://127.0.0.1:9/hook", "events": ["lead.created"], "description": "CRM \u{202B}hook"}))
+        .send()
+        .await
+        .expect("send");
+    refused(res, "/description").await;
+    // A quote discount label with a line break.
+    let y: Value = app
+        .with_key(Method::POST, "/v1/yachts", &t.sk)
+        .json(&yacht())
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let mut body = lead_body("quote@example.com");
+    body["charter_from"] = json!("2030-07-04");
+    body["charter_to"] = json!("2030-07-11");
+    let lead = app.lead(&t, body).await;
+    let res = app
+        .with_key(Method::POST, "/v1/quotes", &t.sk)
+        .json(&json!({"lead_id": lead["id"], "yacht_id": y["id"],
+            "discounts": [{"label": "Loyalty\r\nBcc: everyone@example.com", "percent": "5"}]}))
+        .send()
+        .await
+        .expect("send");
+    refused(res, "/discounts/0/label").await;
+}
+
+both_backends!(spoofing_text_is_refused_everywhere);
