@@ -65,8 +65,16 @@ fn choose(settings: &Settings, kind: &str, locale: &str) -> Option<Template> {
         .or_else(|| builtin(kind))
 }
 
+/// The most steps (instructions) one template part may take to render: loops
+/// over loops end here, in a few milliseconds, whatever the template.
+pub const TEMPLATE_FUEL: u64 = 50_000;
+
+/// The most one rendered part (subject, text or HTML) may hold.
+pub const TEMPLATE_MAX_OUTPUT: usize = 256 * 1024;
+
 fn env_for(t: &Template) -> Result<minijinja::Environment<'static>, minijinja::Error> {
     let mut env = minijinja::Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_auto_escape_callback(|name| {
         if name.ends_with(".html") {
             minijinja::AutoEscape::Html
@@ -123,14 +131,68 @@ pub fn header_text(s: &str) -> String {
         .replace("=?", "=\u{200B}?")
 }
 
-fn render_with<C: Serialize>(t: &Template, ctx: &C) -> Result<(String, String, String), minijinja::Error> {
-    let env = compiled(t)?;
-    let subject = env.get_template("subject.txt")?.render(ctx)?;
-    let subject = header_text(&subject);
+/// A writer that refuses to grow past [`TEMPLATE_MAX_OUTPUT`].
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > TEMPLATE_MAX_OUTPUT {
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why a template could not be rendered. The text names the limit or the
+/// template error's kind, never a value (values are personal data).
+#[derive(Debug)]
+pub struct RenderError(String);
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn render_part<C: Serialize>(
+    env: &minijinja::Environment<'static>,
+    name: &str,
+    ctx: &C,
+) -> Result<String, RenderError> {
+    let tpl = env
+        .get_template(name)
+        .map_err(|e| RenderError(format!("{name}: {:?}", e.kind())))?;
+    let mut out = Bounded(Vec::new());
+    match tpl.render_captured_to(ctx, &mut out) {
+        Ok(_) => String::from_utf8(out.0).map_err(|_| RenderError(format!("{name}: not UTF-8"))),
+        Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Err(RenderError(format!(
+            "{name}: takes more than {TEMPLATE_FUEL} steps to render"
+        ))),
+        Err(e) if e.kind() == minijinja::ErrorKind::WriteFailure => Err(RenderError(format!(
+            "{name}: renders more than {} KiB",
+            TEMPLATE_MAX_OUTPUT / 1024
+        ))),
+        // The kind and line only: a message may quote a value.
+        Err(e) => Err(RenderError(format!(
+            "{name}: {:?} at line {}",
+            e.kind(),
+            e.line().unwrap_or(0)
+        ))),
+    }
+}
+
+fn render_with<C: Serialize>(t: &Template, ctx: &C) -> Result<(String, String, String), RenderError> {
+    let env = compiled(t).map_err(|e| RenderError(format!("does not compile: {:?}", e.kind())))?;
+    let subject = header_text(&render_part(&env, "subject.txt", ctx)?);
     Ok((
         subject,
-        env.get_template("body.txt")?.render(ctx)?,
-        env.get_template("body.html")?.render(ctx)?,
+        render_part(&env, "body.txt", ctx)?,
+        render_part(&env, "body.html", ctx)?,
     ))
 }
 
@@ -146,15 +208,34 @@ pub fn render<C: Serialize>(
     match render_with(&chosen, ctx) {
         Ok(r) => Some(r),
         Err(e) => {
+            // `e` names the limit or the error kind, never a value of the lead.
             tracing::warn!(kind, error = %e, "a tenant template failed to render; using the built-in one");
             render_with(&builtin(kind)?, ctx).ok()
         }
     }
 }
 
-/// Checks that a template compiles (for `PATCH /v1/settings`).
+/// Checks a template for `PATCH /v1/settings`: it compiles, and it renders the
+/// largest lead Leadline takes within [`TEMPLATE_FUEL`] steps and
+/// [`TEMPLATE_MAX_OUTPUT`] bytes per part.
 pub fn check_template(t: &Template) -> Result<(), String> {
-    env_for(t).map(|_| ()).map_err(|e| format!("does not compile: {e}"))
+    env_for(t).map_err(|e| format!("does not compile: {e}"))?;
+    let long = "x".repeat(5000);
+    let name = "N".repeat(200);
+    let sample = serde_json::json!({
+        "company_name": "C".repeat(200),
+        "duplicate": true,
+        "quote_url": "https://leads.example.com/q/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "quote_id": "quote_01j00000000000000000000000",
+        "yacht": name, "total": "100,000,000,000.00 EUR",
+        "lead": {
+            "id": "lead_01j00000000000000000000000", "name": name, "email": format!("{}@example.com", "e".repeat(60)),
+            "phone": "+30 694 123 4567", "charter_from": "2030-07-01", "charter_to": "2030-07-08",
+            "guests": 60, "destination": "D".repeat(200), "message": long, "yacht_type": "catamaran",
+            "charter_type": "crewed", "budget": "1,000,000.00 EUR", "tags": vec!["t"; 20],
+        },
+    });
+    render_with(t, &sample).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// How a send went.
@@ -270,5 +351,36 @@ mod tests {
         assert_eq!(super::header_text("a\u{202E}b\u{2028}c"), "ab c");
         let s = super::header_text("=?utf-8?q?Bank?=");
         assert!(!s.contains("=?"), "{s}");
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use leadline_core::tenant::Template;
+
+    fn t(text: &str) -> Template {
+        Template {
+            subject: "S".into(),
+            text: text.into(),
+            html: "<p>h</p>".into(),
+        }
+    }
+
+    #[test]
+    fn a_runaway_template_is_refused_and_its_error_names_no_value() {
+        let nested = t("{% for i in range(1000) %}{% for j in range(1000) %}x{% endfor %}{% endfor %}");
+        let e = super::check_template(&nested).expect_err("too many steps");
+        assert!(e.contains("steps"), "{e}");
+        let amplifier = t("{% for c in lead.message %}{{ lead.message }}{% endfor %}");
+        let e = super::check_template(&amplifier).expect_err("too much output");
+        assert!(e.contains("steps") || e.contains("KiB"), "{e}");
+        // A render error says where and what kind, not the value it met.
+        let bad = t("{{ lead.email + 1 }}");
+        let ctx = serde_json::json!({"lead": {"email": "maria.secret@example.com"}});
+        let e = super::render_with(&bad, &ctx).expect_err("cannot add").to_string();
+        assert!(!e.contains("secret"), "{e}");
+        // An ordinary template passes, quickly.
+        let fine = t("Dear {{ lead.name }}, {% for t in lead.tags %}{{ t }} {% endfor %}{{ lead.message }}");
+        super::check_template(&fine).expect("fine");
     }
 }

@@ -817,3 +817,63 @@ async fn a_hanging_mail_server_holds_a_slot_for_its_timeout_only(b: Backend) {
 }
 
 both_backends!(a_hanging_mail_server_holds_a_slot_for_its_timeout_only);
+
+/// A tenant's template cannot run away: one that takes too many steps or writes
+/// too much is refused when saved (422 naming the limit); one that fails only on
+/// some lead falls back to the built-in template for that lead.
+async fn runaway_templates_are_refused_and_failures_fall_back(b: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(b, &[("LEADLINE_SMTP_URL", &smtp.url())]).await;
+    let t = app.tenant("Template Limits").await;
+    for (text, limit) in [
+        (
+            "{% for i in range(1000) %}{% for j in range(1000) %}x{% endfor %}{% endfor %}",
+            "steps",
+        ),
+        ("{% for c in lead.message %}{{ lead.message }}{% endfor %}", ""),
+    ] {
+        let body = json!({"templates": {"lead_acknowledgement": {"en": {"subject": "s", "text": text, "html": "h"}}}});
+        let p = problem(
+            app.with_key(Method::PATCH, "/v1/settings", &t.sk)
+                .json(&body)
+                .send()
+                .await
+                .expect("send"),
+            422,
+        )
+        .await;
+        let detail = p["errors"][0]["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            detail.contains(limit) && (detail.contains("steps") || detail.contains("KiB")),
+            "{p}"
+        );
+    }
+    // Fails only for one address: saved, and that lead gets the built-in text.
+    let fragile = json!({"templates": {"lead_acknowledgement": {"en": {
+        "subject": "Thanks {{ lead.name }}",
+        "text": "{% if lead.email == 'odd@example.com' %}{{ lead.name + 1 }}{% endif %}Custom thanks",
+        "html": "<p>Custom thanks</p>"}}}});
+    let res = app
+        .with_key(Method::PATCH, "/v1/settings", &t.sk)
+        .json(&fragile)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    let odd = lead_body("odd@example.com");
+    app.lead(&t, odd).await;
+    app.lead(&t, lead_body("even@example.com")).await;
+    let got = eventually("two acknowledgements", || async {
+        Some(smtp.received()).filter(|m| m.len() >= 2)
+    })
+    .await;
+    let odd = got.iter().find(|m| m.to == ["odd@example.com"]).expect("odd");
+    assert!(
+        part(&odd.data, "text/plain").is_some_and(|t| t.contains("Thank you for your inquiry")),
+        "the built-in template"
+    );
+    let even = got.iter().find(|m| m.to == ["even@example.com"]).expect("even");
+    assert!(part(&even.data, "text/plain").is_some_and(|t| t.contains("Custom thanks")));
+}
+
+both_backends!(runaway_templates_are_refused_and_failures_fall_back);
