@@ -85,6 +85,8 @@ pub enum Change {
     /// Erasure of a lead in the delivery stores: its pending messages are
     /// cancelled, and the personal data leaves outbox payloads, mail logs and dead
     /// letters. Messages added later in the same change set are untouched.
+    /// (It also replaces every stored idempotent response of the tenant that
+    /// holds the lead by [`ERASED_RESPONSE`], so a replay shows nothing of it.)
     EraseLeadDeliveries {
         /// Owner.
         tenant_id: TenantId,
@@ -174,3 +176,7 @@ impl ChangeSet {
         }
     }
 }
+
+/// The stored answer of an idempotent request whose lead was erased: a replay
+/// answers 410 with this problem instead of the lead.
+pub const ERASED_RESPONSE: &str = r#"{"type":"urn:leadline:problem:erased","title":"Gone","status":410,"detail":"This lead was erased at the data subject's request."}"#;

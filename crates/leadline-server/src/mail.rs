@@ -273,8 +273,15 @@ impl Mailer {
         }
     }
 
-    /// Sends one message; `msg_id` names it (Message-ID, file name).
-    pub async fn send(&self, from: &Mailbox, msg_id: &str, p: &EmailPayload) -> Result<String, SendError> {
+    /// Sends one message; `msg_id` names it (Message-ID, file name). A file of a
+    /// lead's message goes to the lead's own folder, so erasure can remove it.
+    pub async fn send(
+        &self,
+        from: &Mailbox,
+        msg_id: &str,
+        lead: Option<&str>,
+        p: &EmailPayload,
+    ) -> Result<String, SendError> {
         let fail = |detail: String| SendError {
             permanent: true,
             code: None,
@@ -324,7 +331,11 @@ impl Mailer {
                     code: None,
                     detail: short(&e.to_string()),
                 };
-                tokio::fs::create_dir_all(dir).await.map_err(transient)?;
+                let dir = match lead {
+                    Some(l) => dir.join(l),
+                    None => dir.clone(),
+                };
+                tokio::fs::create_dir_all(&dir).await.map_err(transient)?;
                 let path = dir.join(format!("{msg_id}.eml"));
                 let tmp = dir.join(format!(".{msg_id}.eml.tmp"));
                 tokio::fs::write(&tmp, message.formatted()).await.map_err(transient)?;
@@ -332,6 +343,16 @@ impl Mailer {
                 Ok(format!("written to {}", path.display()))
             }
         }
+    }
+}
+
+/// Removes the `.eml` files of a lead (`<data_dir>/mail/<lead_id>/`), if any.
+pub async fn erase_lead_files(data_dir: &std::path::Path, lead_id: &str) {
+    let dir = data_dir.join("mail").join(lead_id);
+    match tokio::fs::remove_dir_all(&dir).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::error!(error = %e, "could not remove an erased lead's email files"),
     }
 }
 

@@ -175,15 +175,19 @@ impl Dispatcher {
         let started = std::time::Instant::now();
         let (success, code, detail, retryable, retry_after, gone, kind) = match &m.payload {
             Payload::Email(p) => {
-                match tokio::time::timeout(self.config.smtp_timeout, self.mailer.send(&self.from, m.id.as_str(), p))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(crate::mail::SendError {
-                            permanent: false,
-                            code: None,
-                            detail: format!("no answer within {} s", self.config.smtp_timeout.as_secs()),
-                        })
-                    }) {
+                match tokio::time::timeout(
+                    self.config.smtp_timeout,
+                    self.mailer
+                        .send(&self.from, m.id.as_str(), m.lead_id.as_ref().map(|l| l.as_str()), p),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::mail::SendError {
+                        permanent: false,
+                        code: None,
+                        detail: format!("no answer within {} s", self.config.smtp_timeout.as_secs()),
+                    })
+                }) {
                     Ok(reply) => (
                         true,
                         Some(250),

@@ -201,8 +201,9 @@ async fn lead_emails_arrive_over_smtp_and_duplicates_get_no_second_acknowledgeme
 async fn emails_without_smtp_are_written_as_files(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.tenant("Aegean Blue").await;
-    app.lead(&t, lead_body("maria@example.com")).await;
-    let dir = app.data_dir().join("mail");
+    let lead = app.lead(&t, lead_body("maria@example.com")).await;
+    let lead_id = lead["id"].as_str().expect("id").to_owned();
+    let dir = app.data_dir().join("mail").join(&lead_id);
     let files = eventually("an .eml file", || async {
         let files: Vec<_> = std::fs::read_dir(&dir)
             .ok()?
@@ -215,6 +216,10 @@ async fn emails_without_smtp_are_written_as_files(b: Backend) {
     let text = std::fs::read_to_string(files[0].path()).expect("read");
     assert!(text.contains("To: maria@example.com"));
     assert!(files[0].file_name().to_string_lossy().starts_with("msg_"));
+    assert!(
+        files[0].path().parent().is_some_and(|p| p.ends_with(lead_id.as_str())),
+        "in the lead's folder"
+    );
 }
 
 async fn webhooks_verify_with_standard_webhooks_during_rotation(b: Backend) {

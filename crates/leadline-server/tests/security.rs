@@ -369,3 +369,75 @@ async fn spoofing_text_is_refused_everywhere(b: Backend) {
 }
 
 both_backends!(spoofing_text_is_refused_everywhere);
+
+/// Erasure reaches everything: a replay of the lead's original POST answers 410
+/// without the person's data, the `.eml` files are gone, and (SQLite) no byte
+/// of the database or its WAL holds the erased address any more.
+async fn erasure_reaches_everything(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.tenant("Forgetful Charters").await;
+    let email = "erase.me.please@example.com";
+    let mut body = lead_body(email);
+    body["name"] = json!("Persephone Erasable");
+    let res = app
+        .with_key(Method::POST, "/v1/leads", &t.sk)
+        .header("Idempotency-Key", "erase-1")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    let lead: Value = res.json().await.expect("json");
+    let id = lead["id"].as_str().expect("id").to_owned();
+    let mail_dir = app.data_dir().join("mail").join(&id);
+    common::eventually("the lead's email files", || async {
+        std::fs::read_dir(&mail_dir).ok()?.flatten().next().map(|_| ())
+    })
+    .await;
+    // Let the dispatcher record its deliveries, so nothing is in flight.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let res = app
+        .with_key(Method::DELETE, &format!("/v1/leads/{id}"), &t.sk)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 204);
+
+    let res = app
+        .with_key(Method::POST, "/v1/leads", &t.sk)
+        .header("Idempotency-Key", "erase-1")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        res.headers().get("idempotent-replayed").map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    let p = problem(res, 410).await;
+    let text = p.to_string();
+    assert!(!text.contains("erase.me") && !text.contains("Persephone"), "{text}");
+    assert!(!mail_dir.exists(), "the lead's .eml files are gone");
+
+    if b == Backend::Sqlite {
+        let db = app.db_url();
+        let path = db
+            .strip_prefix("sqlite://")
+            .expect("sqlite path")
+            .split('?')
+            .next()
+            .expect("path");
+        for file in [path.to_owned(), format!("{path}-wal")] {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            for needle in [email.as_bytes(), b"Persephone".as_slice()] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{file} still holds {}",
+                    String::from_utf8_lossy(needle)
+                );
+            }
+        }
+    }
+}
+
+both_backends!(erasure_reaches_everything);

@@ -1124,6 +1124,17 @@ macro_rules! common_writes {
                         .bind(Json(Vec::<Attempt>::new()))
                         .execute(&mut *conn)
                         .await?;
+                    sqlx::query(
+                        "UPDATE idempotency_keys SET response_status = 410, response_content_type = 'application/problem+json', \
+                         response_location = NULL, response_body = $3 \
+                         WHERE (scope = $1 OR scope LIKE $1 || ':%') AND state = 'done' \
+                         AND position(convert_to($2, 'UTF8') in response_body) > 0",
+                    )
+                    .bind(tenant_id.as_str())
+                    .bind(lead_id.as_str())
+                    .bind(leadline_core::change::ERASED_RESPONSE.as_bytes())
+                    .execute(&mut *conn)
+                    .await?;
                 }
                 Change::ReplayDeadLetter { tenant_id, id, at } => {
                     let row = sqlx::query("SELECT message_id FROM dead_letters WHERE id = $1 AND tenant_id = $2 AND replayed_at IS NULL")

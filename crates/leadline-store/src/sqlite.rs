@@ -146,9 +146,18 @@ impl Store for SqliteStore {
 
     async fn commit(&self, changes: ChangeSet) -> crate::Result<Committed> {
         let touches_cache = ReadCache::touched_by(&changes);
+        let erases = changes
+            .changes
+            .iter()
+            .any(|c| matches!(c, leadline_core::change::Change::EraseLeadDeliveries { .. }));
         let committed = self.write_or_refuse(move |conn| write::apply_set(conn, changes)).await;
         if touches_cache {
             self.cache.invalidate();
+        }
+        if erases && committed.is_ok() {
+            // The erased rows' old versions leave the WAL (freed pages are zeroed
+            // by `secure_delete`).
+            self.writer.checkpoint().await;
         }
         committed
     }

@@ -248,6 +248,15 @@ pub async fn delete_lead(
         now,
     ));
     fx.commit(s.store.as_ref(), cs, StatusCode::NO_CONTENT, |_| ()).await?;
+    // The emails written as files go too; once more after the longest delivery
+    // may take, for one that was being written while the lead was erased.
+    let (dir, lead_id) = (s.config.data_dir.clone(), current.id.to_string());
+    crate::mail::erase_lead_files(&dir, &lead_id).await;
+    let again = s.config.webhook_timeout.max(s.config.smtp_timeout) + std::time::Duration::from_secs(5);
+    tokio::spawn(async move {
+        tokio::time::sleep(again).await;
+        crate::mail::erase_lead_files(&dir, &lead_id).await;
+    });
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -479,6 +479,18 @@ fn apply(conn: &Connection, change: &Change, out: &mut Committed) -> Result<()> 
                 "UPDATE dead_letters SET payload = $3, attempts = $4, last_error = NULL WHERE tenant_id = $1 AND lead_id = $2",
                 &args,
             )?;
+            exec(
+                conn,
+                "UPDATE idempotency_keys SET response_status = 410, response_content_type = 'application/problem+json', \
+                 response_location = NULL, response_body = $3 \
+                 WHERE (scope = $1 OR scope LIKE $1 || ':%') AND state = 'done' \
+                 AND instr(CAST(response_body AS TEXT), $2) > 0",
+                &[
+                    s(tenant_id.as_str()),
+                    s(lead_id.as_str()),
+                    Value::Blob(leadline_core::change::ERASED_RESPONSE.as_bytes().to_vec()),
+                ],
+            )?;
         }
         Change::ReplayDeadLetter { tenant_id, id, at } => {
             let found = query(

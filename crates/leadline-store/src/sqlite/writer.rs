@@ -138,6 +138,9 @@ pub(crate) fn is_disk_full(e: &rusqlite::Error) -> bool {
 
 enum Msg {
     Job(JobFn),
+    /// Copy the WAL into the main file and truncate it (after an erasure: the
+    /// old versions of the erased rows leave the WAL).
+    Checkpoint(oneshot::Sender<()>),
     /// Finish the queued jobs, checkpoint the WAL and stop.
     Close(oneshot::Sender<()>),
 }
@@ -181,6 +184,9 @@ fn open(path: &PathBuf) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Savepoints journal the pages they change; in memory, not in a temporary file.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Deleted and overwritten content is zeroed, so erased personal data does not
+    // linger in free pages of the file.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
@@ -266,6 +272,15 @@ impl Writer {
         })
     }
 
+    /// Checkpoints the WAL into the main file and truncates it, once the jobs
+    /// queued before have committed (best effort: readers may hold old pages).
+    pub(crate) async fn checkpoint(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Checkpoint(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Lets queued jobs finish, checkpoints the WAL into the main file and stops.
     pub(crate) async fn close(&self) {
         let (tx, rx) = oneshot::channel();
@@ -324,11 +339,13 @@ impl Task {
             let Some(first) = first else { break };
             let mut jobs = Vec::new();
             let mut close = None;
+            let mut checkpoints = Vec::new();
             match first {
                 Msg::Job(j) => jobs.push(j),
                 Msg::Close(done) => close = Some(done),
+                Msg::Checkpoint(done) => checkpoints.push(done),
             }
-            if close.is_none() {
+            if close.is_none() && checkpoints.is_empty() {
                 if !self.max_wait.is_zero() {
                     std::thread::sleep(self.max_wait);
                 }
@@ -339,6 +356,10 @@ impl Task {
                             close = Some(done);
                             break;
                         }
+                        Ok(Msg::Checkpoint(done)) => {
+                            checkpoints.push(done);
+                            break;
+                        }
                         Err(_) => break,
                     }
                 }
@@ -346,6 +367,16 @@ impl Task {
             metrics::gauge!("leadline_writer_queue_depth").set(self.rx.len() as f64);
             if !jobs.is_empty() {
                 self.batch(jobs);
+            }
+            if !checkpoints.is_empty() {
+                if let Some(conn) = &self.conn
+                    && let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                {
+                    tracing::warn!(error = %e, "a WAL checkpoint after an erasure failed");
+                }
+                for done in checkpoints {
+                    let _ = done.send(());
+                }
             }
             if let Some(done) = close {
                 if let Some(conn) = &self.conn {
