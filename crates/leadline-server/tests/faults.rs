@@ -907,3 +907,132 @@ async fn files_are_private() {
     }
     assert!(checked >= 5, "database, WAL, key, email and backup: {checked} files");
 }
+
+// ---------------------------------------------------------------------------
+// Transport security for managed services
+
+/// `sslmode=require` reaches PostgreSQL over TLS (the local server has Debian's
+/// self-signed certificate), and every connection of the instance is encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls() {
+    use sqlx::Row;
+    let db = TestDb::create(Backend::Postgres).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8").to_owned();
+    let url = format!("{}?sslmode=require", db.url);
+    let p = Proc::start(
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("LEADLINE_ADMIN_KEY", ADMIN_KEY),
+            ("LEADLINE_DATA_DIR", data.as_str()),
+            ("LEADLINE_LOG_FORMAT", "json"),
+        ],
+        dir.path(),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let (s, v) = readyz(&client, &p).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, sk) = create_tenant(&client, &p).await;
+    let res = post_lead(&client, &p, &sk, "tls-1", 1).await.expect("send");
+    assert_eq!(res.status(), 201);
+    let name = db.url.rsplit('/').next().expect("database name").to_owned();
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+    let row = sqlx::query(
+        "SELECT count(*) AS n, coalesce(bool_and(s.ssl), false) AS all_ssl FROM pg_stat_ssl s \
+         JOIN pg_stat_activity a USING (pid) WHERE a.datname = $1 AND a.pid <> pg_backend_pid()",
+    )
+    .bind(&name)
+    .fetch_one(&pool)
+    .await
+    .expect("query");
+    pool.close().await;
+    let (n, all_ssl): (i64, bool) = (row.get("n"), row.get("all_ssl"));
+    assert!(n > 0 && all_ssl, "{n} connections, all over TLS: {all_ssl}");
+}
+
+/// A Redis that speaks only TLS, on a self-signed certificate made for the test.
+struct TlsRedis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--tls-auth-clients",
+                "no",
+            ])
+            .args(["--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "the TLS Redis did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, port, _dir: dir }
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rediss://` URLs work: the shared limiter talks to a TLS-only Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls() {
+    let redis = TlsRedis::start().await;
+    let db = TestDb::create(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A self-signed certificate: `#insecure` skips its verification (a managed
+    // Redis has a real one and needs no fragment).
+    let url = format!("rediss://127.0.0.1:{}/#insecure", redis.port);
+    let env = redis_env(&db, dir.path(), &url, "faults-tls");
+    let p = Proc::start_owned(env, dir.path()).await;
+    let client = reqwest::Client::new();
+    let (s, v) = readyz(&client, &p).await;
+    assert_eq!((s, v["redis"].as_str()), (200, Some("ok")), "{v}");
+    let procs = [p];
+    let (refused, _, _) = burst(&client, &procs, "198.51.100.77", 35).await;
+    assert!((4..=5).contains(&refused), "limited through Redis: {refused} refused");
+}
