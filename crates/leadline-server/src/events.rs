@@ -113,7 +113,16 @@ struct LeadContext<'a> {
 /// auto-reply is on and the lead is not a duplicate), a notification to each
 /// staff address, and `lead.created` to subscribed endpoints.
 pub fn lead_created(tenant: &Tenant, lead: &Lead, endpoints: &[WebhookEndpoint], now: DateTime<Utc>) -> Vec<Change> {
-    let duplicate = lead.duplicate_of.is_some();
+    let mut out = lead_emails(tenant, lead, lead.duplicate_of.is_some(), now);
+    out.extend(lead_webhooks(tenant, lead, endpoints, now));
+    out
+}
+
+/// The emails of a new lead, rendered from the tenant's templates: the
+/// acknowledgement unless it is a `duplicate`, and the staff notifications.
+/// Templates see whether it is a duplicate, not of which lead, so both versions
+/// can be rendered before the transaction that decides.
+pub fn lead_emails(tenant: &Tenant, lead: &Lead, duplicate: bool, now: DateTime<Utc>) -> Vec<Change> {
     let ctx = LeadContext {
         company_name: &tenant.settings.company_name,
         lead: LeadView {
@@ -154,6 +163,12 @@ pub fn lead_created(tenant: &Tenant, lead: &Lead, endpoints: &[WebhookEndpoint],
             now,
         ));
     }
+    out
+}
+
+/// `lead.created` to the subscribed endpoints (the lead as JSON, no template).
+pub fn lead_webhooks(tenant: &Tenant, lead: &Lead, endpoints: &[WebhookEndpoint], now: DateTime<Utc>) -> Vec<Change> {
+    let mut out = Vec::new();
     let data = serde_json::to_value(lead).unwrap_or_default();
     out.extend(webhook(
         &tenant.id,

@@ -64,10 +64,11 @@ pub async fn create_lead(
         lead: lead.clone(),
         duplicate_since: now - DUPLICATE_WINDOW,
     };
-    // Rendered here, outside the transaction, for the usual case of a first lead;
-    // whether it is a duplicate is decided inside it (a duplicate gets no second
-    // acknowledgement, and is rendered there).
+    // Every template is rendered here, outside the transaction: the emails of a
+    // first lead and those of a duplicate (no second acknowledgement); inside,
+    // the transaction only chooses, and builds the webhook JSON of a duplicate.
     let first_notifications = events::lead_created(&tenant, &lead, &endpoints, now);
+    let duplicate_emails = events::lead_emails(&tenant, &lead, true, now);
     let lead = fx
         .commit_then(
             s.store.as_ref(),
@@ -78,7 +79,8 @@ pub async fn create_lead(
                 Some((_, first)) => {
                     let mut lead = lead;
                     lead.duplicate_of = Some(first.clone());
-                    let notifications = events::lead_created(&tenant, &lead, &endpoints, now);
+                    let mut notifications = duplicate_emails;
+                    notifications.extend(events::lead_webhooks(&tenant, &lead, &endpoints, now));
                     (lead, notifications)
                 }
             },
