@@ -165,6 +165,33 @@ pub struct NewLeadRequest {
     pub utm: Option<Utm>,
     /// `privacy_policy` must be true.
     pub consent: Option<Consent>,
+    /// Signals of the website form that sent the lead (the inquiry widget fills
+    /// them); not stored.
+    pub form: Option<FormSignals>,
+}
+
+/// What a website form tells about how it was filled, to keep bots out: a
+/// submission that trips either signal is answered like a success and dropped.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FormSignals {
+    /// A field hidden from people; anything in it means a bot filled the form.
+    pub honeypot: Option<String>,
+    /// Milliseconds from the form being shown to its submission.
+    pub elapsed_ms: Option<u64>,
+}
+
+impl FormSignals {
+    /// Why the submission looks automated (`honeypot`, `too_fast`), if it does.
+    pub fn spam_reason(&self, min_fill_ms: u64) -> Option<&'static str> {
+        if self.honeypot.as_deref().is_some_and(|h| !h.trim().is_empty()) {
+            Some("honeypot")
+        } else if self.elapsed_ms.is_some_and(|ms| ms < min_fill_ms) {
+            Some("too_fast")
+        } else {
+            None
+        }
+    }
 }
 
 /// A lead as stored and returned.

@@ -21,6 +21,7 @@ pub mod tenant;
 pub mod text;
 pub mod validation;
 pub mod webhook;
+pub mod widget;
 pub mod yacht;
 
 pub use validation::{FieldError, ValidationErrors};

@@ -111,6 +111,9 @@ pub struct Settings {
     /// Largest combined discount of a quote, as a share of its charter fee.
     #[serde(default = "default_discount_cap")]
     pub discount_cap_percent: Percent,
+    /// The inquiry widget: fields, destinations, look, success message.
+    #[serde(default)]
+    pub widget: crate::widget::WidgetSettings,
 }
 
 fn default_discount_cap() -> Percent {
@@ -145,6 +148,7 @@ impl Settings {
             ],
             templates: Templates::new(),
             discount_cap_percent: default_discount_cap(),
+            widget: crate::widget::WidgetSettings::default(),
         }
     }
 }
@@ -193,6 +197,9 @@ pub struct SettingsPatch {
     pub templates: Option<Templates>,
     /// Largest combined discount of a quote, decimal string.
     pub discount_cap_percent: Option<String>,
+    /// The inquiry widget's settings; replaces the stored ones (absent parts
+    /// take their defaults).
+    pub widget: Option<crate::widget::WidgetSettings>,
 }
 
 impl SettingsPatch {
@@ -264,6 +271,16 @@ impl SettingsPatch {
             && let Some(v) = e.check(&p("discount_cap_percent"), Percent::parse(&v))
         {
             s.discount_cap_percent = v;
+        }
+        if let Some(w) = self.widget {
+            match w.validate(&p("widget")) {
+                Ok(w) => s.widget = w,
+                Err(errs) => {
+                    for f in errs.0 {
+                        e.add(f.pointer, f.detail);
+                    }
+                }
+            }
         }
         if let Some(v) = self.quote_validity_days {
             if (1..=365).contains(&v) {

@@ -47,6 +47,9 @@ struct State_ {
     outbox: Option<Arc<tokio::sync::Notify>>,
     action: Option<String>,
     done: bool,
+    /// The answer is a decoy (spam answered like a success): nothing of the
+    /// request is stored, not even its idempotency record or audit entry.
+    discard: bool,
 }
 
 /// The audit and idempotency context of one request (or of a CLI command).
@@ -81,6 +84,7 @@ impl Effects {
             outbox: None,
             action: None,
             done: false,
+            discard: false,
         })
     }
 
@@ -119,6 +123,11 @@ impl Effects {
     /// Names the audit action when the route alone does not (maintenance actions).
     pub fn set_action(&self, action: &str) {
         self.with(|s| s.action = Some(action.to_owned()));
+    }
+
+    /// Stores nothing of this request: its answer is a decoy for a bot.
+    pub fn discard(&self) {
+        self.with(|s| s.discard = true);
     }
 
     /// Lets the browser read the response of a cross-origin lead capture.
@@ -416,6 +425,7 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
         outbox: Some(state.outbox.clone()),
         action: None,
         done: false,
+        discard: false,
     });
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(fx.clone());
@@ -492,6 +502,17 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
 async fn finish(state: &AppState, fx: &Effects, res: Response, auditable: bool) -> Response {
     let s = fx.with(|s| s.clone());
     let mut res = with_cors(&s, res);
+    if s.discard {
+        if let Some(held) = &s.claim
+            && let Err(e) = state
+                .store
+                .release_idempotency(&held.scope, &held.key, &held.holder)
+                .await
+        {
+            tracing::warn!(error = %e, "could not release an idempotency claim");
+        }
+        return res;
+    }
     if s.done {
         return res;
     }

@@ -62,6 +62,10 @@ pub fn init() -> &'static PrometheusHandle {
             "HTTP request latency."
         );
         describe_counter!("leadline_leads_created_total", "Leads captured.");
+        describe_counter!(
+            "leadline_leads_rejected_total",
+            "Submissions answered like a success but dropped as spam, by reason (honeypot, too_fast)."
+        );
         describe_counter!("leadline_quotes_created_total", "Quotes priced.");
         describe_counter!("leadline_emails_sent_total", "Email delivery attempts by result.");
         describe_counter!(
@@ -115,6 +119,9 @@ pub fn init() -> &'static PrometheusHandle {
             "leadline_disk_full_total",
         ] {
             metrics::counter!(name).increment(0);
+        }
+        for reason in ["honeypot", "too_fast"] {
+            metrics::counter!("leadline_leads_rejected_total", "reason" => reason).increment(0);
         }
         for class in ["4xx", "5xx", "refused"] {
             metrics::counter!("leadline_errors_total", "class" => class).increment(0);

@@ -44,7 +44,21 @@ pub async fn create_lead(
         }
     }
     let now = clock::now();
+    let spam = req
+        .form
+        .as_ref()
+        .and_then(|f| f.spam_reason(crate::http::widget::MIN_FILL_MS));
     let lead = req.validate(&auth.tenant.id, now)?;
+    if let Some(reason) = spam {
+        // Answered like a success, so a bot learns nothing; nothing is stored or sent.
+        metrics::counter!("leadline_leads_rejected_total", "reason" => reason).increment(1);
+        fx.discard();
+        let mut h = HeaderMap::new();
+        if let Ok(v) = format!("/v1/leads/{}", lead.id).parse() {
+            h.insert(header::LOCATION, v);
+        }
+        return Ok((StatusCode::CREATED, h, Json(lead)));
+    }
     // A yacht the tenant does not have (another tenant's included) is simply unknown.
     if let Some(y) = &lead.yacht_id
         && s.store

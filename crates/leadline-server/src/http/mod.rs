@@ -16,6 +16,7 @@ pub mod public;
 pub mod quotes;
 pub mod settings;
 pub mod webhooks;
+pub mod widget;
 pub mod yachts;
 
 #[derive(OpenApi)]
@@ -69,6 +70,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(yachts::router())
         .merge(quotes::router())
         .merge(public::router())
+        .merge(widget::router())
 }
 
 /// The OpenAPI 3.1 document.
