@@ -33,6 +33,8 @@ pub struct AppState {
     pub claims: Arc<crate::claims::Claims>,
     /// The web origins some tenant allows (CORS preflights).
     pub origins: Arc<crate::cors::AllowedOrigins>,
+    /// The demo company's publishable key, in demo mode (the widget demo page).
+    pub demo_key: Arc<std::sync::OnceLock<String>>,
 }
 
 /// The longest a request's handler may run before it is answered 408.
@@ -159,6 +161,7 @@ impl Application {
             outbox: Arc::new(tokio::sync::Notify::new()),
             claims: crate::claims::Claims::new(lock.is_some()),
             origins: Arc::new(crate::cors::AllowedOrigins::default()),
+            demo_key: Arc::new(std::sync::OnceLock::new()),
         };
         // Fail at start, not at the first email, on a bad mail setting.
         crate::worker::Dispatcher::new(state.store.clone(), state.config.clone(), state.outbox.clone())
@@ -251,6 +254,7 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Respo
 pub fn router(state: AppState) -> Router {
     let (api, _) = crate::http::api().split_for_parts();
     api.merge(crate::http::health::unrouted())
+        .merge(crate::http::widget::unrouted())
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))

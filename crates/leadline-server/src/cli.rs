@@ -344,6 +344,7 @@ async fn serve(config: Config, demo: bool) -> Result<(), CliError> {
     let addr = app.local_addr();
     tracing::info!(%addr, "leadline listening");
     if let Some(d) = seeded {
+        let _ = app.state().demo_key.set(d.publishable_key.clone());
         println!("{}", crate::demo::banner(&d, &format!("http://{addr}"), &key_source));
     }
     app.run_until_stopped(shutdown_signal()).await?;

@@ -116,6 +116,19 @@ async fn demo_serves_the_printed_curl_line_and_stops_cleanly_on_sigterm() {
         .expect("send");
     assert_eq!(res.status(), 201);
     let lead: Value = res.json().await.expect("json");
+    // The widget demo page the banner names embeds the demo company's widget.
+    let page = client
+        .get(format!("{}/widget/demo", demo.base))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("/widget/v1.js") && page.contains(&format!("data-leadline-key=\"{}\"", demo.pk)),
+        "{page}"
+    );
     // The admin key was generated into a private file and works.
     let key_file = dir.path().join("admin.key");
     let admin_key = std::fs::read_to_string(&key_file).expect("admin.key").trim().to_owned();

@@ -71,9 +71,12 @@ async fn widget_settings_and_config(b: Backend) {
         !text.contains("staff@") && !text.contains("sk_") && !text.contains("templates"),
         "{text}"
     );
-    // Another origin reads nothing (the browser refuses the answer).
+    assert_eq!(v["origin_allowed"], true);
+    // Another origin may read it (nothing secret), and learns it may not send.
     let res = get(&t.pk, Some("https://evil.example")).await.expect("send");
-    assert!(res.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(res.headers()["access-control-allow-origin"], "https://evil.example");
+    let v: Value = res.json().await.expect("json");
+    assert_eq!(v["origin_allowed"], false);
     // A secret key, a wrong key, no key.
     problem(get(&t.sk, None).await.expect("send"), 403).await;
     let mut wrong = t.pk.clone();

@@ -44,10 +44,14 @@ pub struct WidgetConfig {
     pub widget: leadline_core::widget::WidgetSettings,
     /// Submissions sooner than this after the form showed are treated as spam.
     pub min_fill_ms: u64,
+    /// Whether the page asking (its `Origin`) may send leads with this key; the
+    /// widget tells the visitor at once when it may not.
+    pub origin_allowed: bool,
 }
 
-/// The widget's configuration for a publishable key. Cacheable for five minutes;
-/// readable from the tenant's allowed origins (any origin when it lists none).
+/// The widget's configuration for a publishable key. Cacheable for five minutes
+/// (per `Origin`); readable from any origin (it holds nothing secret), and says
+/// whether the asking origin may send leads.
 #[utoipa::path(get, path = "/v1/widget/config", tag = "widget", params(ConfigParams),
     responses((status = 200, body = WidgetConfig), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem)))]
@@ -75,21 +79,19 @@ pub async fn config(
         ));
     }
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-    let grant = match origin {
-        Some(o) => crate::extract::publishable_origin(&tenant, Some(o)).ok().flatten(),
-        None => None,
-    };
+    let origin_allowed = crate::extract::publishable_origin(&tenant, origin).is_ok();
     let body = WidgetConfig {
         company_name: tenant.settings.company_name.clone(),
         currency: tenant.settings.currency,
         widget: tenant.settings.widget.clone(),
         min_fill_ms: MIN_FILL_MS,
+        origin_allowed,
     };
     let mut res = Json(body).into_response();
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     h.insert(header::VARY, HeaderValue::from_static("Origin"));
-    if let Some(o) = grant.and_then(|o| HeaderValue::from_str(&o).ok()) {
+    if let Some(o) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
     }
     Ok(res)
@@ -97,4 +99,110 @@ pub async fn config(
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(config))
+}
+
+/// The widget script, embedded in the binary.
+const SCRIPT: &str = include_str!("../../widget/v1.js");
+
+struct Asset {
+    gzip: Vec<u8>,
+    etag: String,
+}
+
+fn asset() -> &'static Asset {
+    static ASSET: std::sync::OnceLock<Asset> = std::sync::OnceLock::new();
+    ASSET.get_or_init(|| {
+        use sha2::Digest;
+        use std::io::Write;
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let gzip = z
+            .write_all(SCRIPT.as_bytes())
+            .and_then(|()| z.finish())
+            .unwrap_or_default();
+        let etag = format!("\"{}\"", &hex::encode(sha2::Sha256::digest(SCRIPT.as_bytes()))[..32]);
+        Asset { gzip, etag }
+    })
+}
+
+/// `GET /widget/v1.js`: the script, gzip-compressed when the client takes it,
+/// cached for a week and revalidated by its `ETag`.
+async fn script(headers: HeaderMap) -> Response {
+    use axum::http::StatusCode;
+    let a = asset();
+    let etag = HeaderValue::from_str(&a.etag).unwrap_or_else(|_| HeaderValue::from_static("\"v1\""));
+    let common = [
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=604800"),
+        ),
+        (header::VARY, HeaderValue::from_static("Accept-Encoding")),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::ETAG, etag),
+    ];
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == a.etag || t.trim() == "*"));
+    if not_modified {
+        return (StatusCode::NOT_MODIFIED, common).into_response();
+    }
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")))
+        && !a.gzip.is_empty();
+    let mut res = if gzip {
+        let mut r = (common, a.gzip.clone()).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        (common, SCRIPT).into_response()
+    };
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    res
+}
+
+/// `GET /widget/demo` (demo mode only): a page with the widget of the demo company.
+async fn demo(State(s): State<AppState>) -> Response {
+    let Some(pk) = s.demo_key.get() else {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Charter inquiry: widget demo</title></head>\
+         <body><main><h1>Plan your charter</h1>\
+         <p>This page embeds the Leadline inquiry widget with the demo company's publishable key.</p>\
+         <div data-leadline-form></div>\
+         <script src=\"/widget/v1.js\" data-leadline-key=\"{pk}\" async></script></main></body></html>"
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+/// The widget's routes outside the API document.
+pub(crate) fn unrouted() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/widget/v1.js", axum::routing::get(script))
+        .route("/widget/demo", axum::routing::get(demo))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The widget stays within its size budget: 15 KB gzipped.
+    #[test]
+    fn the_script_is_under_15_kb_gzipped() {
+        let size = super::asset().gzip.len();
+        assert!(size > 1000 && size < 15 * 1024, "{size} bytes gzipped");
+    }
 }
