@@ -172,7 +172,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Openapi = cli.command {
         println!(
             "{}",
-            crate::http::openapi().to_pretty_json().map_err(std::io::Error::other)?
+            serde_json::to_string_pretty(&crate::http::document()).map_err(std::io::Error::other)?
         );
         return Ok(());
     }

@@ -386,6 +386,11 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
         .and_then(|o| o.to_str().ok())
         .map(str::to_owned);
 
+    // A method the route does not have: its 405, before any claim or audit.
+    if !route.is_empty() && !crate::http::route_allows(&route, &method) {
+        return next.run(req).await;
+    }
+
     // One set of credentials: a second Authorization or X-Admin-Key header is an
     // attempt to confuse whichever component reads the other one.
     for name in [header::AUTHORIZATION.as_str(), "x-admin-key"] {

@@ -438,3 +438,76 @@ async fn health_readiness_and_openapi(b: Backend) {
     assert!(doc["components"]["schemas"]["Problem"].is_object());
     assert!(doc["components"]["schemas"]["NewLeadRequest"].is_object());
 }
+
+/// The served document says what the server does: every templated path declares
+/// its parameters, every error is `application/problem+json`, every operation
+/// documents the statuses the layers around its handler give (the path's 404,
+/// the key's 401, the body's 400/413/415/422, the rate limiter's 429), and a
+/// method a route does not have is 405 even with an `Idempotency-Key`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_describes_every_status_and_parameter() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let names: Vec<&str> = path
+            .split('{')
+            .skip(1)
+            .filter_map(|r| r.split_once('}').map(|(n, _)| n))
+            .collect();
+        for (method, op) in item.as_object().expect("item") {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            for n in &names {
+                assert!(
+                    params.iter().any(|p| p["in"] == "path" && p["name"] == *n),
+                    "{method} {path} declares {n}"
+                );
+            }
+            let responses = op["responses"].as_object().expect("responses");
+            for (status, r) in responses {
+                if (status.starts_with('4') || status.starts_with('5'))
+                    && let Some(content) = r["content"].as_object()
+                {
+                    assert!(
+                        content.keys().all(|k| k == "application/problem+json"),
+                        "{method} {path} {status} is a problem document"
+                    );
+                }
+            }
+            if path == "/healthz" || path == "/readyz" {
+                continue;
+            }
+            let mut need = vec!["429"];
+            if path.starts_with("/v1/") || path.starts_with("/admin/") {
+                need.push("401");
+            }
+            if !names.is_empty() {
+                need.push("404");
+            }
+            if op.get("requestBody").is_some() {
+                need.extend(["400", "413", "415", "422"]);
+            }
+            for s in need {
+                assert!(responses.contains_key(s), "{method} {path} documents {s}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "{checked} operations");
+    let t = app.tenant("Methods").await;
+    let res = app
+        .with_key(reqwest::Method::PATCH, "/v1/quotes/quote_x/send", &t.sk)
+        .header("Idempotency-Key", "not-a-method-here")
+        .send()
+        .await
+        .expect("send");
+    problem(res, 405).await;
+}

@@ -95,7 +95,9 @@ pub async fn list_tenants(
     State(s): State<AppState>,
     AppQuery(p): AppQuery<ListParams>,
 ) -> ApiResult<Json<Page<Tenant>>> {
-    let page = PageRequest::parse(p.limit, p.cursor.as_deref())?;
+    // A bad query parameter is 400 on every list, as on every route.
+    let page = PageRequest::parse(p.limit, p.cursor.as_deref())
+        .map_err(|e| crate::error::ApiError::BadRequest(e.to_string()))?;
     let rows = s.store.list_tenants(&page).await?;
     Ok(Json(Page::from_overfetch(rows, page.limit, |t| t.id.as_str())))
 }

@@ -73,7 +73,167 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(widget::router())
 }
 
-/// The OpenAPI 3.1 document.
+/// The OpenAPI 3.1 document as the routes declare it (see [`document`]).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     api().split_for_parts().1
+}
+
+/// The served OpenAPI document: [`openapi`], completed with what every operation
+/// shares and its annotations do not repeat: its path parameters, the
+/// `Idempotency-Key` header of POST and PATCH, the problem responses the layers
+/// around every handler give (400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+/// and `application/problem+json` as the media type of every error.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
+    complete(&mut doc);
+    doc
+}
+
+/// Whether the documented route `template` has `method` (HEAD with GET; OPTIONS
+/// always, for CORS). Unknown templates are allowed (the router decides).
+pub fn route_allows(template: &str, method: &axum::http::Method) -> bool {
+    use std::collections::HashMap;
+    use std::sync::LazyLock;
+    static METHODS: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
+        let doc = openapi();
+        doc.paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let v = serde_json::to_value(item).unwrap_or_default();
+                let methods = v
+                    .as_object()
+                    .map(|o| o.keys().map(|k| k.to_ascii_uppercase()).collect())
+                    .unwrap_or_default();
+                (path.clone(), methods)
+            })
+            .collect()
+    });
+    let m = method.as_str();
+    match METHODS.get(template) {
+        None => true,
+        Some(list) => m == "OPTIONS" || list.iter().any(|x| x == m) || (m == "HEAD" && list.iter().any(|x| x == "GET")),
+    }
+}
+
+fn problem_response(description: &str) -> serde_json::Value {
+    serde_json::json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    })
+}
+
+fn complete(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (template, item) in paths.iter_mut() {
+        let names: Vec<String> = template
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(n, _)| n.to_owned()))
+            .collect();
+        let Some(item) = item.as_object_mut() else { continue };
+        let health = template == "/healthz" || template == "/readyz";
+        for (method, op) in item.iter_mut() {
+            let Some(op) = op.as_object_mut() else { continue };
+            let params = op.entry("parameters").or_insert_with(|| json!([]));
+            if let Some(list) = params.as_array_mut() {
+                for n in &names {
+                    let declared = list.iter().any(|p| p["in"] == "path" && p["name"] == n.as_str());
+                    if !declared {
+                        list.push(json!({"name": n, "in": "path", "required": true,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 100}}));
+                    }
+                }
+                let writes = method == "post" || method == "patch";
+                let api = template.starts_with("/v1/") || template.starts_with("/admin/");
+                if writes && api && !list.iter().any(|p| p["name"] == "Idempotency-Key") {
+                    list.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
+                        "description": "Makes the request safe to retry: the same key and request answer the same response for 24 h.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"}}));
+                }
+                if list.is_empty() {
+                    op.remove("parameters");
+                }
+            }
+            let has_query = op
+                .get("parameters")
+                .and_then(Value::as_array)
+                .is_some_and(|l| l.iter().any(|p| p["in"] == "query"));
+            let has_body = op.contains_key("requestBody");
+            let secured = op
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|s| !s.is_empty());
+            let writes = method == "post" || method == "patch" || method == "delete";
+            let responses = op.entry("responses").or_insert_with(|| json!({}));
+            let Some(responses) = responses.as_object_mut() else {
+                continue;
+            };
+            // Errors are problem documents.
+            for (status, r) in responses.iter_mut() {
+                if (status.starts_with('4') || status.starts_with('5'))
+                    && let Some(content) = r.get_mut("content").and_then(Value::as_object_mut)
+                    && let Some(json) = content.remove("application/json")
+                {
+                    content.insert("application/problem+json".into(), json);
+                }
+            }
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem_response(description));
+            };
+            if health {
+                continue;
+            }
+            if has_query || has_body || writes {
+                add(
+                    "400",
+                    "Malformed request: a bad query string, unknown query parameters, malformed JSON, a bad Idempotency-Key, or a repeated credentials header.",
+                );
+            }
+            if secured || template.starts_with("/v1/") || template.starts_with("/admin/") {
+                add("401", "No key, or a key that is not valid.");
+            }
+            if secured && template.starts_with("/v1/") {
+                add(
+                    "403",
+                    "A key of the wrong kind, a suspended tenant, or an origin the tenant does not allow.",
+                );
+            }
+            if !names.is_empty() {
+                add("404", "Nothing at this address, or not yours.");
+            }
+            if has_body {
+                add("413", "The body is larger than 64 KiB.");
+                add("415", "The body is not sent as JSON.");
+                add(
+                    "422",
+                    "The request has invalid fields (see `errors`), or the Idempotency-Key was used for another request.",
+                );
+            }
+            if (method == "post" || method == "patch")
+                && (template.starts_with("/v1/") || template.starts_with("/admin/"))
+            {
+                add(
+                    "422",
+                    "The Idempotency-Key was used for another request (method, path or body).",
+                );
+            }
+            if writes && (template.starts_with("/v1/") || template.starts_with("/admin/")) {
+                add(
+                    "409",
+                    "A request with this Idempotency-Key is still running, or the resource changed meanwhile.",
+                );
+                add(
+                    "503",
+                    "The database cannot take the write now (busy, or its disk is full); retry after `Retry-After`.",
+                );
+            }
+            add("429", "Too many requests from this address; retry after `Retry-After`.");
+        }
+    }
 }
