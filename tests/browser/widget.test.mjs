@@ -305,3 +305,20 @@ test("the script is small and cached", async () => {
   assert.ok(statSync(join(artifacts, "widget-390.png")).size > 1000, "screenshots kept");
   void readFileSync;
 });
+
+test("/docs renders the API reference from this origin only", async () => {
+  const context = await browser.newContext();
+  const p = await context.newPage();
+  // The page's CSP allows only Leadline's origin: anything else (Redoc's badge image)
+  // is blocked before it is fetched, so no response may come from elsewhere.
+  const foreign = [];
+  p.on("response", (r) => {
+    const u = new URL(r.url());
+    if (!["blob:", "data:"].includes(u.protocol) && u.origin !== base) foreign.push(r.url());
+  });
+  await p.goto(`${base}/docs`);
+  await p.getByText("Leads, quotes and bookings for yacht charter companies.").first().waitFor({ timeout: 20000 });
+  await p.getByText("/v1/leads").first().waitFor();
+  await p.screenshot({ path: join(artifacts, "docs-1280.png") });
+  assert.deepEqual(foreign, [], "nothing is loaded from outside Leadline");
+});

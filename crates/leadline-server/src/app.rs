@@ -255,6 +255,7 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = crate::http::api().split_for_parts();
     api.merge(crate::http::health::unrouted())
         .merge(crate::http::widget::unrouted())
+        .merge(crate::http::docs::unrouted())
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))

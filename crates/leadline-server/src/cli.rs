@@ -345,7 +345,9 @@ async fn serve(config: Config, demo: bool) -> Result<(), CliError> {
     tracing::info!(%addr, "leadline listening");
     if let Some(d) = seeded {
         let _ = app.state().demo_key.set(d.publishable_key.clone());
-        println!("{}", crate::demo::banner(&d, &format!("http://{addr}"), &key_source));
+        // One write, and a closed stdout (the reader went away) is no reason to stop.
+        let banner = format!("{}\n", crate::demo::banner(&d, &format!("http://{addr}"), &key_source));
+        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), banner.as_bytes());
     }
     app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -84,7 +84,7 @@ pub fn banner(d: &Demo, base: &str, admin_key_source: &str) -> String {
          \"consent\": {{\"privacy_policy\": true}}}}'\n\n\
          Then list the leads:  curl -s {base}/v1/leads -H 'Authorization: Bearer {sk}'\n\
          The fleet to quote:   curl -s {base}/v1/yachts -H 'Authorization: Bearer {sk}'\n\
-         API document:         {base}/openapi.json\n\n\
+         API document:         {base}/openapi.json (for people: {base}/docs)\n\n\
          Inquiry widget demo:  {base}/widget/demo\n\
          Paste into a website (list its origin in allowed_origins first):\n\n  \
          <script src=\"{base}/widget/v1.js\" data-leadline-key=\"{pk}\" async></script>\n",

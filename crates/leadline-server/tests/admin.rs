@@ -511,3 +511,29 @@ async fn the_document_describes_every_status_and_parameter() {
         .expect("send");
     problem(res, 405).await;
 }
+
+/// `/docs` is the API reference for people, with its renderer served from the
+/// binary (compressed, cacheable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_serve_the_reference_page_and_its_renderer() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let res = app.client.get(app.url("/docs")).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .is_ok_and(|c| c.contains("default-src 'self'"))
+    );
+    let html = res.text().await.expect("html");
+    assert!(html.contains("spec-url=\"/openapi.json\"") && html.contains("src=\"/docs/redoc.standalone.js\""));
+    let res = app
+        .client
+        .get(app.url("/docs/redoc.standalone.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("etag").is_some());
+    assert!(res.bytes().await.expect("body").len() > 100_000);
+}

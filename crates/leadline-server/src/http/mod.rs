@@ -8,8 +8,10 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::app::AppState;
 
 pub mod admin;
+pub mod assets;
 pub mod audit;
 pub mod deliveries;
+pub mod docs;
 pub mod health;
 pub mod leads;
 pub mod public;

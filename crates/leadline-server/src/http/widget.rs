@@ -104,66 +104,21 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 /// The widget script, embedded in the binary.
 const SCRIPT: &str = include_str!("../../widget/v1.js");
 
-struct Asset {
-    gzip: Vec<u8>,
-    etag: String,
-}
-
-fn asset() -> &'static Asset {
-    static ASSET: std::sync::OnceLock<Asset> = std::sync::OnceLock::new();
+fn asset() -> &'static crate::http::assets::Asset {
+    static ASSET: std::sync::OnceLock<crate::http::assets::Asset> = std::sync::OnceLock::new();
     ASSET.get_or_init(|| {
-        use sha2::Digest;
-        use std::io::Write;
-        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        let gzip = z
-            .write_all(SCRIPT.as_bytes())
-            .and_then(|()| z.finish())
-            .unwrap_or_default();
-        let etag = format!("\"{}\"", &hex::encode(sha2::Sha256::digest(SCRIPT.as_bytes()))[..32]);
-        Asset { gzip, etag }
+        crate::http::assets::Asset::new(
+            SCRIPT.as_bytes(),
+            "text/javascript; charset=utf-8",
+            "public, max-age=604800",
+        )
     })
 }
 
 /// `GET /widget/v1.js`: the script, gzip-compressed when the client takes it,
 /// cached for a week and revalidated by its `ETag`.
 async fn script(headers: HeaderMap) -> Response {
-    use axum::http::StatusCode;
-    let a = asset();
-    let etag = HeaderValue::from_str(&a.etag).unwrap_or_else(|_| HeaderValue::from_static("\"v1\""));
-    let common = [
-        (
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=604800"),
-        ),
-        (header::VARY, HeaderValue::from_static("Accept-Encoding")),
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-        (header::ETAG, etag),
-    ];
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == a.etag || t.trim() == "*"));
-    if not_modified {
-        return (StatusCode::NOT_MODIFIED, common).into_response();
-    }
-    let gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")))
-        && !a.gzip.is_empty();
-    let mut res = if gzip {
-        let mut r = (common, a.gzip.clone()).into_response();
-        r.headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        r
-    } else {
-        (common, SCRIPT).into_response()
-    };
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
-    res
+    asset().serve(&headers)
 }
 
 /// `GET /widget/demo` (demo mode only): a page with the widget of the demo company.
@@ -202,7 +157,7 @@ mod tests {
     /// The widget stays within its size budget: 15 KB gzipped.
     #[test]
     fn the_script_is_under_15_kb_gzipped() {
-        let size = super::asset().gzip.len();
+        let size = super::asset().gzip_len();
         assert!(size > 1000 && size < 15 * 1024, "{size} bytes gzipped");
     }
 }
