@@ -81,8 +81,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The served OpenAPI document: [`openapi`], completed with what every operation
-/// shares and its annotations do not repeat: its path parameters, the
-/// `Idempotency-Key` header of POST and PATCH, the problem responses the layers
+/// shares and its annotations do not repeat: its path parameters, the bounds of
+/// `limit`, the `Idempotency-Key` of POST and PATCH, the problem responses the layers
 /// around every handler give (400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
 /// and `application/problem+json` as the media type of every error.
 pub fn document() -> serde_json::Value {
@@ -149,12 +149,14 @@ fn complete(doc: &mut serde_json::Value) {
                             "schema": {"type": "string", "minLength": 1, "maxLength": 100}}));
                     }
                 }
-                let writes = method == "post" || method == "patch";
-                let api = template.starts_with("/v1/") || template.starts_with("/admin/");
-                if writes && api && !list.iter().any(|p| p["name"] == "Idempotency-Key") {
-                    list.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
-                        "description": "Makes the request safe to retry: the same key and request answer the same response for 24 h.",
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"}}));
+                // The real bounds of the shared query parameters.
+                for p in list.iter_mut() {
+                    if p["in"] == "query" && p["name"] == "limit" {
+                        p["schema"] = json!({"type": "integer", "minimum": 1, "maximum": 200});
+                    }
+                    if p["in"] == "query" && p["name"] == "tenant_id" {
+                        p["schema"] = json!({"type": "string", "pattern": "^ten_[0-9a-z]{26}$"});
+                    }
                 }
                 if list.is_empty() {
                     op.remove("parameters");
@@ -170,6 +172,22 @@ fn complete(doc: &mut serde_json::Value) {
                 .and_then(Value::as_array)
                 .is_some_and(|s| !s.is_empty());
             let writes = method == "post" || method == "patch" || method == "delete";
+            // The idempotency header is described, not listed: a generated value
+            // reused across requests is refused by a rule no schema can say.
+            if (method == "post" || method == "patch")
+                && (template.starts_with("/v1/") || template.starts_with("/admin/"))
+            {
+                let note = "Send `Idempotency-Key` (1 to 255 printable ASCII characters) to make the request safe to \
+                            retry: the same key with the same request answers the same response for 24 h; with \
+                            another request it is 422.";
+                let d = op.get("description").and_then(Value::as_str).unwrap_or("").to_owned();
+                let joined = if d.is_empty() {
+                    note.to_owned()
+                } else {
+                    format!("{d}\n\n{note}")
+                };
+                op.insert("description".into(), Value::String(joined));
+            }
             let responses = op.entry("responses").or_insert_with(|| json!({}));
             let Some(responses) = responses.as_object_mut() else {
                 continue;
