@@ -79,8 +79,8 @@ pub struct AuditEntry {
     pub user_agent: Option<String>,
     /// HTTP status of the outcome.
     pub status: u16,
-    /// Redacted details.
-    #[schema(value_type = Object)]
+    /// Redacted details; `null` when the action has none.
+    #[schema(value_type = Option<Object>)]
     pub details: serde_json::Value,
 }
 

@@ -149,14 +149,39 @@ fn complete(doc: &mut serde_json::Value) {
                             "schema": {"type": "string", "minLength": 1, "maxLength": 100}}));
                     }
                 }
-                // The real bounds of the shared query parameters.
+                // Filters a shared parameter struct lists but this route refuses.
+                let refused = |name: &str| match name {
+                    "tenant_id" => template == "/v1/audit" || template == "/admin/audit/{tenant_id}",
+                    "kind" => template == "/v1/mail-logs",
+                    _ => false,
+                };
+                list.retain(|p| !(p["in"] == "query" && p["name"].as_str().is_some_and(refused)));
+                // The real shapes and bounds of the query parameters.
+                let id = |prefix: &str| json!({"type": "string", "pattern": format!("^{prefix}_[0-9a-z]{{26}}$")});
                 for p in list.iter_mut() {
-                    if p["in"] == "query" && p["name"] == "limit" {
-                        p["schema"] = json!({"type": "integer", "minimum": 1, "maximum": 200});
+                    if p["in"] != "query" {
+                        continue;
                     }
-                    if p["in"] == "query" && p["name"] == "tenant_id" {
-                        p["schema"] = json!({"type": "string", "pattern": "^ten_[0-9a-z]{26}$"});
-                    }
+                    let schema = match p["name"].as_str().unwrap_or("") {
+                        "limit" => json!({"type": "integer", "minimum": 1, "maximum": 200}),
+                        "tenant_id" => id("ten"),
+                        "lead_id" => id("lead"),
+                        "yacht_id" => id("yacht"),
+                        "key" => json!({"type": "string", "pattern": "^pk_[A-Za-z0-9_-]{43}$"}),
+                        "cursor" => json!({"type": "string", "maxLength": 200, "pattern": "^[A-Za-z0-9_-]*$",
+                            "description": "`next_cursor` of the previous page (opaque; any other value is 400; empty: the first page)."}),
+                        "since" | "until" | "created_after" | "created_before" => {
+                            json!({"type": "string", "format": "date-time"})
+                        }
+                        "status" if template == "/v1/leads" => {
+                            json!({"type": "string", "enum": ["new", "contacted", "quoted", "won", "lost"]})
+                        }
+                        "status" if template == "/v1/quotes" => json!({"type": "string",
+                            "enum": ["draft", "sent", "accepted", "declined", "expired", "cancelled"]}),
+                        "kind" => json!({"type": "string", "enum": ["email", "webhook"]}),
+                        _ => continue,
+                    };
+                    p["schema"] = schema;
                 }
                 if list.is_empty() {
                     op.remove("parameters");
