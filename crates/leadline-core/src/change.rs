@@ -124,6 +124,25 @@ pub struct IdempotentResponse {
     /// request took it over) the whole change set is refused as stale. `None`
     /// completes whoever holds it.
     pub holder: Option<String>,
+    /// The whole record, for a claim that was never written (a server alone on
+    /// its SQLite database claims by reading, and writes the record once, with
+    /// the outcome); `None` when the claim row exists.
+    pub record: Option<IdempotencyRecord>,
+}
+
+/// What an idempotency record holds besides its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// SHA-256 of the body, hex.
+    pub fingerprint: String,
+    /// When the request was claimed.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When the record may be forgotten.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Writes decided inside the transaction from what the first part decided (for

@@ -12,7 +12,10 @@
 //!   first one no longer runs; on SQLite, whose server is the only process on its
 //!   database (it holds a lock), also every claim left by a process that died;
 //! - other instances (PostgreSQL) take over a dead instance's claim once its lease
-//!   ran out: at most [`CLAIM_LEASE`] after the crash.
+//!   ran out: at most [`CLAIM_LEASE`] after the crash;
+//! - a server alone on its SQLite database does not write claims at all: it claims
+//!   by reading, and writes the record once, with the outcome, in the transaction
+//!   of the change (`IdempotentResponse::record`); a crash leaves nothing behind.
 //!
 //! A request whose claim was taken over cannot complete it: its commit is refused
 //! as stale and nothing of it is stored (see `IdempotentResponse::holder`).
@@ -49,6 +52,9 @@ pub struct Held {
     pub key: String,
     /// This claim's holder name (`<instance>/<unique>`).
     pub holder: String,
+    /// The record to write with the outcome, when the claim was only read (a
+    /// lone server: see `IdempotentResponse::record`).
+    pub record: Option<leadline_core::change::IdempotencyRecord>,
 }
 
 impl std::fmt::Debug for Held {
@@ -102,6 +108,7 @@ impl Claims {
             scope: scope.to_owned(),
             key: key.to_owned(),
             holder,
+            record: None,
         })
     }
 

@@ -204,6 +204,7 @@ impl Effects {
                     scope: held.scope.clone(),
                     key: held.key.clone(),
                     holder: Some(held.holder.clone()),
+                    record: held.record.clone(),
                     status: status.as_u16(),
                     content_type: (status != StatusCode::NO_CONTENT).then(|| "application/json".to_owned()),
                     location: None,
@@ -452,7 +453,7 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
             };
             let key = String::from_utf8_lossy(raw.as_bytes()).into_owned();
             // Running here already: no write needed to say so.
-            let Some(held) = state.claims.hold(&scope, &key) else {
+            let Some(mut held) = state.claims.hold(&scope, &key) else {
                 return ApiError::Conflict("A request with this Idempotency-Key is still running; retry later.".into())
                     .into_response();
             };
@@ -470,7 +471,17 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
                 exclusive: state.claims.exclusive(),
             };
             match state.store.claim_idempotency(&claim).await {
-                Ok(ClaimOutcome::Claimed) => fx.with(|s| s.claim = Some(Arc::new(held))),
+                Ok(ClaimOutcome::Claimed) => {
+                    // A lone server claimed by reading: the record goes with the outcome.
+                    held.record = claim.exclusive.then(|| leadline_core::change::IdempotencyRecord {
+                        method: claim.method.clone(),
+                        path: claim.path.clone(),
+                        fingerprint: claim.fingerprint.clone(),
+                        created_at: claim.now,
+                        expires_at: claim.expires_at,
+                    });
+                    fx.with(|s| s.claim = Some(Arc::new(held)))
+                }
                 Ok(ClaimOutcome::InFlight) => {
                     return ApiError::Conflict(
                         "A request with this Idempotency-Key is still running; retry later.".into(),
@@ -562,6 +573,7 @@ async fn finish(state: &AppState, fx: &Effects, res: Response, auditable: bool) 
                 location: None,
                 body,
                 holder: Some(held.holder.clone()),
+                record: held.record.clone(),
             }));
         }
     }

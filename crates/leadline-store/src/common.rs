@@ -857,6 +857,7 @@ macro_rules! common_writes {
                 location: row.try_get("response_location")?,
                 body: row.try_get::<Option<Vec<u8>>, _>("response_body")?.unwrap_or_default(),
                 holder: None,
+                record: None,
             }))
         }
 

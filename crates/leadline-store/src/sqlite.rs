@@ -99,6 +99,60 @@ impl SqliteStore {
         })
     }
 
+    /// A lone server's claim (see `IdempotencyClaim::exclusive`): its running
+    /// claims are in its memory and an in-flight row can only be a dead process's,
+    /// so claiming is a read; the record is written once, with the outcome
+    /// (`IdempotentResponse::record`). One writer job per request instead of two.
+    async fn claim_by_reading(&self, c: &IdempotencyClaim) -> crate::Result<ClaimOutcome> {
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT method, path, fingerprint, state, locked_until, expires_at, response_status, \
+             response_content_type, response_location, response_body, holder FROM idempotency_keys \
+             WHERE scope = $1 AND key = $2",
+        )
+        .bind(&c.scope)
+        .bind(&c.key)
+        .fetch_optional(&self.readers)
+        .await?;
+        let Some(row) = row else {
+            return Ok(ClaimOutcome::Claimed);
+        };
+        let same = row.try_get::<String, _>("method")? == c.method
+            && row.try_get::<String, _>("path")? == c.path
+            && row.try_get::<String, _>("fingerprint")? == c.fingerprint;
+        let state: String = row.try_get("state")?;
+        let holder: Option<String> = row.try_get("holder")?;
+        let found = crate::FoundClaim {
+            same,
+            in_flight: state == "in_flight",
+            locked_until: row.try_get("locked_until")?,
+            expires_at: row.try_get("expires_at")?,
+            holder: holder.as_deref(),
+        };
+        if c.may_take_over(&found) {
+            return Ok(ClaimOutcome::Claimed);
+        }
+        if !same {
+            return Ok(ClaimOutcome::Mismatch);
+        }
+        if found.in_flight {
+            return Ok(ClaimOutcome::InFlight);
+        }
+        let status: i64 = row
+            .try_get::<Option<i64>, _>("response_status")?
+            .ok_or_else(|| StoreError::Corrupt("idempotent status".into()))?;
+        Ok(ClaimOutcome::Done(leadline_core::change::IdempotentResponse {
+            scope: c.scope.clone(),
+            key: c.key.clone(),
+            status: u16::try_from(status).map_err(|_| StoreError::Corrupt("idempotent status".into()))?,
+            content_type: row.try_get("response_content_type")?,
+            location: row.try_get("response_location")?,
+            body: row.try_get::<Option<Vec<u8>>, _>("response_body")?.unwrap_or_default(),
+            holder: None,
+            record: None,
+        }))
+    }
+
     /// The writer's counters (batches and jobs committed, jobs refused).
     pub fn writer_stats(&self) -> &WriterStats {
         self.writer.stats()
@@ -163,6 +217,9 @@ impl Store for SqliteStore {
     }
 
     async fn claim_idempotency(&self, claim: &IdempotencyClaim) -> crate::Result<ClaimOutcome> {
+        if claim.exclusive {
+            return self.claim_by_reading(claim).await;
+        }
         let claim = claim.clone();
         self.write_or_refuse(move |conn| write::claim(conn, &claim)).await
     }

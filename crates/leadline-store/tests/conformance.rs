@@ -74,6 +74,7 @@ conformance!(
     readiness_reports_migrations,
     idempotency_claims,
     idempotency_claims_have_holders,
+    a_lone_servers_claim_is_written_with_its_outcome,
     audit_entries_list_and_filter,
     cleanups_delete_exactly_what_is_past_retention,
     job_leases_have_one_holder,
@@ -408,6 +409,7 @@ async fn idempotency_claims(b: Backend) {
         location: None,
         body: b"{\"id\":1}".to_vec(),
         holder: None,
+        record: None,
     };
     s.commit(ChangeSet::one(Change::CompleteIdempotency(response.clone())))
         .await
@@ -500,6 +502,7 @@ async fn idempotency_claims_have_holders(b: Backend) {
         location: None,
         body: b"{}".to_vec(),
         holder: Some(holder.into()),
+        record: None,
     };
     let audit_id = AuditId::generate();
     let mut cs = ChangeSet::one(Change::InsertAudit(AuditEntry {
@@ -556,6 +559,67 @@ async fn idempotency_claims_have_holders(b: Backend) {
     assert_eq!(
         s.claim_idempotency(&restarted).await.expect("claim"),
         ClaimOutcome::Claimed
+    );
+}
+
+/// A lone server (`exclusive`) claims by reading and writes the record once,
+/// with its outcome; a second outcome for the same key is refused as stale, and
+/// the stored one is replayed.
+async fn a_lone_servers_claim_is_written_with_its_outcome(b: Backend) {
+    use leadline_core::change::{IdempotencyRecord, IdempotentResponse};
+    use leadline_store::ClaimOutcome;
+    if b == Backend::Postgres {
+        // PostgreSQL servers share their database: never `exclusive`; their claims
+        // are rows, taken over by lease (`idempotency_claims_have_holders`).
+        return;
+    }
+    let (_db, s) = open(b).await;
+    let t0 = now();
+    let lone = |holder: &str, fingerprint: &str| {
+        let mut c = claim("solo", fingerprint, t0);
+        c.holder = holder.into();
+        c.exclusive = true;
+        c
+    };
+    let first = lone("p/1", "f");
+    assert_eq!(s.claim_idempotency(&first).await.expect("claim"), ClaimOutcome::Claimed);
+    let outcome = |c: &leadline_store::IdempotencyClaim, body: &[u8]| IdempotentResponse {
+        scope: c.scope.clone(),
+        key: c.key.clone(),
+        status: 201,
+        content_type: Some("application/json".into()),
+        location: None,
+        body: body.to_vec(),
+        holder: Some(c.holder.clone()),
+        record: Some(IdempotencyRecord {
+            method: c.method.clone(),
+            path: c.path.clone(),
+            fingerprint: c.fingerprint.clone(),
+            created_at: c.now,
+            expires_at: c.expires_at,
+        }),
+    };
+    // An abandoned request's successor claims the same key while the first has
+    // not committed yet (the server knows the first is gone).
+    let second = lone("p/2", "f");
+    assert_eq!(
+        s.claim_idempotency(&second).await.expect("claim"),
+        ClaimOutcome::Claimed
+    );
+    s.commit(ChangeSet::one(Change::CompleteIdempotency(outcome(&first, b"first"))))
+        .await
+        .expect("the first outcome is stored");
+    let late = s
+        .commit(ChangeSet::one(Change::CompleteIdempotency(outcome(&second, b"second"))))
+        .await;
+    assert!(matches!(late, Err(leadline_store::StoreError::Stale)), "{late:?}");
+    match s.claim_idempotency(&lone("p/3", "f")).await.expect("claim") {
+        ClaimOutcome::Done(r) => assert_eq!(r.body, b"first"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.claim_idempotency(&lone("p/4", "other")).await.expect("claim"),
+        ClaimOutcome::Mismatch
     );
 }
 

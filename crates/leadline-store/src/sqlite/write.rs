@@ -621,6 +621,42 @@ fn apply(conn: &Connection, change: &Change, out: &mut Committed) -> Result<()> 
                 ],
             )?;
         }
+        Change::CompleteIdempotency(r) if r.record.is_some() => {
+            // Claimed by reading (a lone server): the record is written once, with
+            // its outcome, unless another request's outcome is there already.
+            let rec = r.record.as_ref().ok_or_else(|| StoreError::Corrupt("record".into()))?;
+            let n = exec(
+                conn,
+                "INSERT INTO idempotency_keys (scope, key, method, path, fingerprint, state, locked_until, created_at, \
+                 expires_at, holder, response_status, response_content_type, response_location, response_body) \
+                 VALUES ($1, $2, $3, $4, $5, 'done', $6, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (scope, key) DO UPDATE SET method = excluded.method, path = excluded.path, \
+                 fingerprint = excluded.fingerprint, state = 'done', locked_until = excluded.locked_until, \
+                 created_at = excluded.created_at, expires_at = excluded.expires_at, holder = excluded.holder, \
+                 response_status = excluded.response_status, response_content_type = excluded.response_content_type, \
+                 response_location = excluded.response_location, response_body = excluded.response_body \
+                 WHERE idempotency_keys.state = 'in_flight' OR idempotency_keys.expires_at <= $6",
+                &[
+                    s(&r.scope),
+                    s(&r.key),
+                    s(&rec.method),
+                    s(&rec.path),
+                    s(&rec.fingerprint),
+                    ts(rec.created_at),
+                    ts(rec.expires_at),
+                    os(r.holder.as_deref()),
+                    int(i64::from(r.status)),
+                    os(r.content_type.as_deref()),
+                    os(r.location.as_deref()),
+                    Value::Blob(r.body.clone()),
+                ],
+            )?;
+            if n == 0 {
+                // Another request's outcome was stored meanwhile: this one must
+                // not take effect (its client gets the stored one on retry).
+                return Err(StoreError::Stale);
+            }
+        }
         Change::CompleteIdempotency(r) => {
             let n = exec(
                 conn,
@@ -740,6 +776,7 @@ pub(crate) fn claim(conn: &Connection, c: &IdempotencyClaim) -> Result<ClaimOutc
         location: f.location,
         body: f.body.unwrap_or_default(),
         holder: None,
+        record: None,
     }))
 }
 
