@@ -572,6 +572,20 @@ async fn killed_mid_request_keys_are_answered_after_restart(backend: Backend) {
     let (_, sk) = create_tenant(&client, &p).await;
     let mut sent = Vec::new();
     let mut caught = Vec::new();
+    // On PostgreSQL, hold the leads table so that requests stop after their claim
+    // is committed: the kill then surely finds claims in flight.
+    let mut blocker = match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+            let mut tx = pool.begin().await.expect("begin");
+            sqlx::query("LOCK TABLE leads IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .expect("lock");
+            Some((pool, tx))
+        }
+        Backend::Sqlite => None,
+    };
     for round in 0..8 {
         // 48 concurrent requests, then the kill while they run.
         let mut tasks = tokio::task::JoinSet::new();
@@ -592,8 +606,19 @@ async fn killed_mid_request_keys_are_answered_after_restart(backend: Backend) {
                     .map(|_| key)
             });
         }
-        tokio::time::sleep(Duration::from_millis(15 + 10 * round as u64)).await;
+        if backend == Backend::Postgres {
+            eventually("claims in flight", Duration::from_secs(10), || async {
+                (in_flight_keys(backend, &db.url).await.len() >= 10).then_some(())
+            })
+            .await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(15 + 10 * round as u64)).await;
+        }
         p.kill();
+        if let Some((pool, tx)) = blocker.take() {
+            let _ = tx.rollback().await;
+            pool.close().await;
+        }
         let mut unanswered = Vec::new();
         while let Some(r) = tasks.join_next().await {
             if let Ok(Some(key)) = r {
