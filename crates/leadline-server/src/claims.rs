@@ -125,6 +125,10 @@ impl Claims {
     /// Renews, every [`CLAIM_RENEW_EVERY`], the leases of the claims still running
     /// (most requests finish long before their first renewal).
     pub async fn renew(self: Arc<Self>, store: Arc<dyn Store>) {
+        if self.exclusive {
+            // A lone server writes no claim rows: there is no lease to renew.
+            return;
+        }
         let mut tick = tokio::time::interval(CLAIM_RENEW_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

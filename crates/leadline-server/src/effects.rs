@@ -519,13 +519,8 @@ async fn finish(state: &AppState, fx: &Effects, res: Response, auditable: bool) 
     let s = fx.with(|s| s.clone());
     let mut res = with_cors(&s, res);
     if s.discard {
-        if let Some(held) = &s.claim
-            && let Err(e) = state
-                .store
-                .release_idempotency(&held.scope, &held.key, &held.holder)
-                .await
-        {
-            tracing::warn!(error = %e, "could not release an idempotency claim");
+        if let Some(held) = &s.claim {
+            release(state, held).await;
         }
         return res;
     }
@@ -540,11 +535,7 @@ async fn finish(state: &AppState, fx: &Effects, res: Response, auditable: bool) 
         // A 5xx leaves the key free for the retry; 401 and 403 are never stored
         // (credentials and permissions change; a refusal must not stick to a key).
         if status.is_server_error() || status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            // When this fails too (the database cannot write), the claim is still
-            // free for the client's retry on this instance (see `claims`).
-            if let Err(e) = state.store.release_idempotency(scope, key, &held.holder).await {
-                tracing::warn!(error = %e, "could not release an idempotency claim");
-            }
+            release(state, held).await;
         } else {
             let (content_type, body, res2) = match &problem {
                 Some(p) => (
@@ -590,6 +581,23 @@ async fn finish(state: &AppState, fx: &Effects, res: Response, auditable: bool) 
         tracing::error!(error = %e, "could not write the audit entry or idempotency record of a request");
     }
     res
+}
+
+/// Frees a claim whose request ends without a stored answer. A claim that was only
+/// read (a lone SQLite server) has no row: nothing to write. When the write fails
+/// (the database cannot write), the claim is still free for the client's retry on
+/// this instance (see `claims`).
+async fn release(state: &AppState, held: &crate::claims::Held) {
+    if held.record.is_some() {
+        return;
+    }
+    if let Err(e) = state
+        .store
+        .release_idempotency(&held.scope, &held.key, &held.holder)
+        .await
+    {
+        tracing::warn!(error = %e, "could not release an idempotency claim");
+    }
 }
 
 /// Lets the browser read a cross-origin answer the request was granted.

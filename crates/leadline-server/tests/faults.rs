@@ -383,31 +383,18 @@ struct SmallDisk {
 
 impl SmallDisk {
     fn mount(size: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "this test mounts a small tmpfs (needs root, as on CI): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self { dir }
+        Self::mount_with(&format!("size={size},mode=0700"))
     }
 
     /// A tmpfs whose root belongs to `uid:gid` (PostgreSQL's tablespace).
     fn mount_for(size: &str, uid: &str, gid: &str) -> Self {
+        Self::mount_with(&format!("size={size},mode=0755,uid={uid},gid={gid}"))
+    }
+
+    fn mount_with(options: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755,uid={uid},gid={gid}"),
-                "tmpfs",
-            ])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .output()
             .expect("run mount");
