@@ -29,11 +29,8 @@ macro_rules! prefixed_id {
 
             /// Parses an id of this kind; anything else is refused.
             pub fn parse(s: &str) -> Result<Self, BadId> {
-                let body = s
-                    .strip_prefix(concat!($prefix, "_"))
-                    .ok_or(BadId($prefix))?;
-                if body.len() == 26 && body.as_bytes()[0] <= b'7' && ulid::Ulid::from_string(body).is_ok() {
-                    Ok(Self(s.to_ascii_lowercase()))
+                if s.starts_with(concat!($prefix, "_")) && is_id_shaped(s) {
+                    Ok(Self(s.to_owned()))
                 } else {
                     Err(BadId($prefix))
                 }
@@ -115,6 +112,29 @@ impl TenantId {
     }
 }
 
+/// The shape of every id, as a regular expression: a kind prefix, `_`, and a
+/// lowercase ULID (Crockford base32, at most `7zzzzzzzzzzzzzzzzzzzzzzzzz`).
+pub const ID_PATTERN: &str = "^[a-z]{2,5}_[0-7][0-9a-hjkmnp-tv-z]{25}$";
+
+/// The pattern of ids of one kind (`prefix` without the underscore).
+pub fn id_pattern(prefix: &str) -> String {
+    format!("^{prefix}_[0-7][0-9a-hjkmnp-tv-z]{{25}}$")
+}
+
+/// Whether `s` has the shape of an id of some kind ([`ID_PATTERN`]).
+pub fn is_id_shaped(s: &str) -> bool {
+    let Some((prefix, body)) = s.split_once('_') else {
+        return false;
+    };
+    (2..=5).contains(&prefix.len())
+        && prefix.bytes().all(|b| b.is_ascii_lowercase())
+        && body.len() == 26
+        && body.as_bytes()[0] <= b'7'
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b.is_ascii_lowercase() && !b"ilou".contains(&b)))
+}
+
 /// Monotonic ULIDs: within one millisecond the random part is incremented, so ids
 /// made by one process never go backwards.
 fn next_ulid() -> String {
@@ -146,5 +166,39 @@ mod tests {
         assert!(LeadId::parse("lead_").is_err());
         assert!(LeadId::parse("lead_uuuuuuuuuuuuuuuuuuuuuuuuuu").is_err());
         assert!(LeadId::parse("lead_01jd6c8m2f00000000000000000").is_err());
+        assert!(
+            LeadId::parse("lead_01JD6C8M2F0000000000000000").is_err(),
+            "ids are lowercase"
+        );
+        assert!(
+            LeadId::parse("lead_81jd6c8m2f0000000000000000").is_err(),
+            "beyond the largest ULID"
+        );
+        assert!(
+            LeadId::parse("lead_01jd6c8m2f000000000000000i").is_err(),
+            "not Crockford base32"
+        );
+    }
+
+    proptest::proptest! {
+        /// Every string the documented pattern admits is an id, and a lead id's
+        /// pattern admits exactly what `LeadId::parse` accepts.
+        #[test]
+        fn the_pattern_says_what_parse_accepts(
+            s in "[a-z]{2,5}_[0-7][0-9a-hjkmnp-tv-z]{25}",
+            any in "lead_[0-9a-zA-Z]{26}",
+        ) {
+            proptest::prop_assert!(is_id_shaped(&s));
+            proptest::prop_assert_eq!(LeadId::parse(&s).is_ok(), s.starts_with("lead_"));
+            let body = &any.as_bytes()[5..];
+            let admitted = body[0] <= b'7'
+                && body.iter().copied().all(|b| b.is_ascii_digit() || (b.is_ascii_lowercase() && !b"ilou".contains(&b)));
+            proptest::prop_assert_eq!(LeadId::parse(&any).is_ok(), admitted);
+        }
+    }
+
+    #[test]
+    fn patterns_are_anchored() {
+        assert_eq!(id_pattern("lead"), "^lead_[0-7][0-9a-hjkmnp-tv-z]{25}$");
     }
 }

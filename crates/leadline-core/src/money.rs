@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Active ISO 4217 codes (funds and precious metals left out).
-const ISO_4217: &[&str] = &[
+/// Active ISO 4217 codes (funds and precious metals left out), sorted.
+pub const CURRENCIES: &[&str] = &[
     "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF",
     "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP", "CRC",
     "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS",
@@ -28,7 +28,7 @@ impl Currency {
 
     /// Parses a code; it must be an active ISO 4217 code in upper case.
     pub fn parse(s: &str) -> Result<Self, String> {
-        if ISO_4217.binary_search(&s).is_ok() {
+        if CURRENCIES.binary_search(&s).is_ok() {
             let b = s.as_bytes();
             Ok(Self([b[0], b[1], b[2]]))
         } else {
@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn table_is_sorted_for_binary_search() {
-        assert!(ISO_4217.windows(2).all(|w| w[0] < w[1]));
+        assert!(CURRENCIES.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
@@ -131,8 +131,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn money_round_trips_through_json(amount in any::<i64>(), i in 0usize..ISO_4217.len()) {
-            let m = Money { amount, currency: Currency::parse(ISO_4217[i]).expect("listed") };
+        fn money_round_trips_through_json(amount in any::<i64>(), i in 0usize..CURRENCIES.len()) {
+            let m = Money { amount, currency: Currency::parse(CURRENCIES[i]).expect("listed") };
             let json = serde_json::to_string(&m).expect("serialises");
             let back: Money = serde_json::from_str(&json).expect("parses");
             prop_assert_eq!(back, m);

@@ -17,10 +17,10 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
-    /// Validates `limit` and decodes `cursor` (opaque to clients: base64url of the
-    /// last id of the previous page).
+    /// Validates `limit` and `cursor` (to clients an opaque token; it is the id of
+    /// the last item of the previous page, so any id-shaped value is a position in
+    /// the list and every other value is refused).
     pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, crate::ValidationErrors> {
-        use base64::Engine;
         let mut errors = crate::ValidationErrors::new();
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
@@ -28,16 +28,10 @@ impl PageRequest {
         }
         let after = match cursor {
             None | Some("") => None,
-            Some(c) => {
-                let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(c)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .filter(|s| s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
-                if decoded.is_none() {
-                    errors.add("/cursor", "is not a cursor returned by this API");
-                }
-                decoded
+            Some(c) if crate::id::is_id_shaped(c) => Some(c.to_owned()),
+            Some(_) => {
+                errors.add("/cursor", "is not a cursor returned by this API");
+                None
             }
         };
         errors.finish(|| Self { after, limit })
@@ -45,8 +39,7 @@ impl PageRequest {
 
     /// The cursor naming the item `id` as the last one seen.
     pub fn cursor_for(id: &str) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+        id.to_owned()
     }
 }
 

@@ -309,10 +309,10 @@ impl SettingsPatch {
                     if let Err(d) = crate::lead::parse_locale(locale) {
                         e.add(&at, d);
                     }
-                    if tpl.subject.trim().is_empty() || tpl.subject.len() > 500 {
+                    if tpl.subject.trim().is_empty() || tpl.subject.chars().count() > 500 {
                         e.add(format!("{at}/subject"), "must be 1 to 500 characters");
                     }
-                    if tpl.text.len() > 50_000 || tpl.html.len() > 50_000 {
+                    if tpl.text.chars().count() > 50_000 || tpl.html.chars().count() > 50_000 {
                         e.add(&at, "text and html must be at most 50,000 characters each");
                     }
                 }

@@ -59,7 +59,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     // Syntax first, so malformed JSON is always 400 even where the shape would
     // also be wrong (`[1,2`).
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| {
+    serde_json::from_slice::<NulFree>(bytes).map_err(|e| {
         ApiError::BadRequest(format!(
             "The body is not valid JSON: {}.",
             strip_position(&e.to_string())
@@ -76,6 +76,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             })?;
             Ok(v)
         }
+        Err(e) if e.inner().is_data() && e.inner().to_string().starts_with("invalid type: floating point") => {
+            // JSON has one number type: `2.0` is the integer 2 to JSON Schema and to
+            // most clients' encoders. Only a body that needs it pays for the detour.
+            let mut v: serde_json::Value = serde_json::from_slice(bytes)
+                .map_err(|_| ApiError::BadRequest("The body is not valid JSON.".into()))?;
+            integral_floats_to_integers(&mut v);
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                ApiError::Validation(leadline_core::ValidationErrors::single(
+                    to_pointer(&e.path().to_string()),
+                    strip_position(&e.inner().to_string()),
+                ))
+            })
+        }
         Err(e) => {
             let inner = e.inner();
             if inner.is_data() {
@@ -91,6 +104,80 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 )))
             }
         }
+    }
+}
+
+/// Any JSON document whose strings hold no NUL character (`\u0000`), which no
+/// field takes and PostgreSQL cannot store: such a body is malformed (400), the
+/// same on both backends.
+struct NulFree;
+
+impl<'de> serde::Deserialize<'de> for NulFree {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NulFreeVisitor)
+    }
+}
+
+struct NulFreeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NulFreeVisitor {
+    type Value = NulFree;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON without NUL characters")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<NulFree, E> {
+        Ok(NulFree)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NulFree, E> {
+        Ok(NulFree)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NulFree, E> {
+        Ok(NulFree)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NulFree, E> {
+        Ok(NulFree)
+    }
+    fn visit_unit<E>(self) -> Result<NulFree, E> {
+        Ok(NulFree)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NulFree, E> {
+        if v.contains('\0') {
+            Err(E::custom("a string holds a NUL character (\\u0000)"))
+        } else {
+            Ok(NulFree)
+        }
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<NulFree, A::Error> {
+        while seq.next_element::<NulFree>()?.is_some() {}
+        Ok(NulFree)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<NulFree, A::Error> {
+        while map.next_entry::<NulFree, NulFree>()?.is_some() {}
+        Ok(NulFree)
+    }
+}
+
+/// Rewrites every number with no fractional part (`3.0`, `1e3`) as an integer,
+/// where it fits one.
+fn integral_floats_to_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+            {
+                // `as` saturates; only values that survive the round trip are kept.
+                if f >= 0.0 && f <= u64::MAX as f64 && (f as u64) as f64 == f {
+                    *v = Value::from(f as u64);
+                } else if f < 0.0 && f >= i64::MIN as f64 && (f as i64) as f64 == f {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
     }
 }
 
@@ -135,6 +222,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let q = parts.uri.query().unwrap_or("");
+        if q.contains("%00") {
+            return Err(ApiError::BadRequest(
+                "Bad query string: a value holds a NUL character (%00).".into(),
+            ));
+        }
         serde_urlencoded::from_str(q)
             .map(AppQuery)
             .map_err(|e| ApiError::BadRequest(format!("Bad query string: {e}.")))

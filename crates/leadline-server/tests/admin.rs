@@ -498,6 +498,39 @@ async fn the_document_describes_every_status_and_parameter() {
             for s in need {
                 assert!(responses.contains_key(s), "{method} {path} documents {s}");
             }
+            // Which key the operation takes.
+            // (The widget's configuration takes a publishable key as its `key` parameter.)
+            if (path.starts_with("/v1/") || path.starts_with("/admin/")) && path != "/v1/widget/config" {
+                let schemes: Vec<&str> = op["security"]
+                    .as_array()
+                    .map(|l| {
+                        l.iter()
+                            .flat_map(|r| r.as_object().into_iter().flat_map(|o| o.keys()))
+                            .map(String::as_str)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let expected: &[&str] = if path.starts_with("/admin/") {
+                    &["admin_key"]
+                } else {
+                    &["secret_key", "publishable_key"]
+                };
+                assert!(
+                    !schemes.is_empty() && schemes.iter().all(|s| expected.contains(s)),
+                    "{method} {path} names its key: {schemes:?}"
+                );
+            }
+            // The rate-limit headers on every answer, Retry-After on 429.
+            for (status, r) in responses {
+                assert!(
+                    r["headers"]["RateLimit"].is_object(),
+                    "{method} {path} {status} RateLimit"
+                );
+            }
+            assert_eq!(
+                responses["429"]["headers"]["Retry-After"]["$ref"], "#/components/headers/Retry-After-Required",
+                "{method} {path}"
+            );
             checked += 1;
         }
     }

@@ -16,6 +16,7 @@ pub mod health;
 pub mod leads;
 pub mod public;
 pub mod quotes;
+mod schema;
 pub mod settings;
 pub mod webhooks;
 pub mod widget;
@@ -88,6 +89,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
     complete(&mut doc);
+    schema::tighten(&mut doc);
+    schema::describe_rules(&mut doc);
     doc
 }
 
@@ -116,6 +119,21 @@ pub fn route_allows(template: &str, method: &axum::http::Method) -> bool {
         None => true,
         Some(list) => m == "OPTIONS" || list.iter().any(|x| x == m) || (m == "HEAD" && list.iter().any(|x| x == "GET")),
     }
+}
+
+/// The kind of id a path parameter takes (its prefix), where it is one.
+fn path_id_kind(template: &str, name: &str) -> Option<&'static str> {
+    let collection = template.split('/').nth(2).unwrap_or("");
+    Some(match (collection, name) {
+        (_, "tenant_id") | ("tenants", "id") => "ten",
+        (_, "key_id") => "key",
+        ("dead-letters", "id") => "dl",
+        ("leads", "id") => "lead",
+        ("quotes", "id") => "quote",
+        ("webhook-endpoints", "id") => "whep",
+        ("yachts", "id") => "yacht",
+        _ => return None,
+    })
 }
 
 fn problem_response(description: &str) -> serde_json::Value {
@@ -148,6 +166,11 @@ fn complete(doc: &mut serde_json::Value) {
                         list.push(json!({"name": n, "in": "path", "required": true,
                             "schema": {"type": "string", "minLength": 1, "maxLength": 100}}));
                     }
+                    if let Some(prefix) = path_id_kind(template, n)
+                        && let Some(p) = list.iter_mut().find(|p| p["in"] == "path" && p["name"] == n.as_str())
+                    {
+                        p["schema"] = json!({"type": "string", "pattern": leadline_core::id::id_pattern(prefix)});
+                    }
                 }
                 // Filters a shared parameter struct lists but this route refuses.
                 let refused = |name: &str| match name {
@@ -157,7 +180,7 @@ fn complete(doc: &mut serde_json::Value) {
                 };
                 list.retain(|p| !(p["in"] == "query" && p["name"].as_str().is_some_and(refused)));
                 // The real shapes and bounds of the query parameters.
-                let id = |prefix: &str| json!({"type": "string", "pattern": format!("^{prefix}_[0-9a-z]{{26}}$")});
+                let id = |prefix: &str| json!({"type": "string", "pattern": leadline_core::id::id_pattern(prefix)});
                 for p in list.iter_mut() {
                     if p["in"] != "query" {
                         continue;
@@ -168,8 +191,10 @@ fn complete(doc: &mut serde_json::Value) {
                         "lead_id" => id("lead"),
                         "yacht_id" => id("yacht"),
                         "key" => json!({"type": "string", "pattern": "^pk_[A-Za-z0-9_-]{43}$"}),
-                        "cursor" => json!({"type": "string", "maxLength": 200, "pattern": "^[A-Za-z0-9_-]*$",
-                            "description": "`next_cursor` of the previous page (opaque; any other value is 400; empty: the first page)."}),
+                        "cursor" => {
+                            json!({"type": "string", "pattern": format!("^$|{}", leadline_core::id::ID_PATTERN),
+                            "description": "`next_cursor` of the previous page (opaque; any other value is 400; empty: the first page)."})
+                        }
                         "since" | "until" | "created_after" | "created_before" => {
                             json!({"type": "string", "format": "date-time"})
                         }
@@ -179,6 +204,7 @@ fn complete(doc: &mut serde_json::Value) {
                         "status" if template == "/v1/quotes" => json!({"type": "string",
                             "enum": ["draft", "sent", "accepted", "declined", "expired", "cancelled"]}),
                         "kind" => json!({"type": "string", "enum": ["email", "webhook"]}),
+                        "q" | "action" | "resource_id" => json!({"type": "string", "pattern": schema::NO_NUL}),
                         _ => continue,
                     };
                     p["schema"] = schema;
@@ -234,6 +260,7 @@ fn complete(doc: &mut serde_json::Value) {
             if health {
                 continue;
             }
+            add("429", "Too many requests from this address; retry after `Retry-After`.");
             if has_query || has_body || writes {
                 add(
                     "400",
@@ -278,7 +305,43 @@ fn complete(doc: &mut serde_json::Value) {
                     "The database cannot take the write now (busy, or its disk is full); retry after `Retry-After`.",
                 );
             }
-            add("429", "Too many requests from this address; retry after `Retry-After`.");
+            // The headers of every answer: the request id and the rate limit (all
+            // but the health checks), `Retry-After` on 429 and 503, and
+            // `Idempotent-Replayed` on a replayed write.
+            let header = |name: &str| json!({"$ref": format!("#/components/headers/{name}")});
+            for (status, r) in responses.iter_mut() {
+                let Some(r) = r.as_object_mut() else { continue };
+                let headers = r.entry("headers").or_insert_with(|| json!({}));
+                headers["X-Request-Id"] = header("X-Request-Id");
+                headers["RateLimit"] = header("RateLimit");
+                headers["RateLimit-Policy"] = header("RateLimit-Policy");
+                if status == "429" || status == "503" {
+                    headers["Retry-After"] = header(if status == "429" {
+                        "Retry-After-Required"
+                    } else {
+                        "Retry-After"
+                    });
+                }
+                if status.starts_with('2') && (method == "post" || method == "patch") && !template.starts_with("/q/") {
+                    headers["Idempotent-Replayed"] = header("Idempotent-Replayed");
+                }
+            }
         }
+    }
+    let headers = json!({
+        "X-Request-Id": {"description": "The request's id (`req_...`), also in the logs and in problem documents.",
+            "schema": {"type": "string"}},
+        "RateLimit": {"description": "What is left of this address's limit for the route class: `\"tenant\";r=57;t=3` (57 requests left, the window resets in 3 s).",
+            "schema": {"type": "string"}},
+        "RateLimit-Policy": {"description": "The limit of the route class: `\"tenant\";q=60;w=60` (60 requests per 60 s per address).",
+            "schema": {"type": "string"}},
+        "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}},
+        "Retry-After-Required": {"description": "Seconds to wait before retrying.", "required": true,
+            "schema": {"type": "integer", "minimum": 1}},
+        "Idempotent-Replayed": {"description": "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`.",
+            "schema": {"type": "string", "enum": ["true"]}},
+    });
+    if let Some(c) = doc.get_mut("components").and_then(Value::as_object_mut) {
+        c.insert("headers".into(), headers);
     }
 }

@@ -112,7 +112,8 @@ pub async fn patch_yacht(
     ))
 }
 
-/// Archive a yacht: it leaves the fleet list and cannot be quoted; its bookings stay.
+/// Archive a yacht: it leaves the fleet list and cannot be quoted; it stays readable
+/// at its address (with `archived_at`), since its bookings and quotes name it.
 #[utoipa::path(delete, path = "/v1/yachts/{id}", tag = "fleet", security(("secret_key" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_yacht(
