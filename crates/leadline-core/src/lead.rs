@@ -266,7 +266,29 @@ pub struct Lead {
 /// How long after a lead the same email and dates count as a duplicate.
 pub const DUPLICATE_WINDOW: Duration = Duration::minutes(10);
 
+/// The pipeline's verbs: each returns the lead after the move (`version` one
+/// higher, `updated_at` = `now`), or `None` when the lead stays where it is.
 impl Lead {
+    fn moved(&self, to: LeadStatus, now: DateTime<Utc>) -> Lead {
+        Lead {
+            status: to,
+            updated_at: now,
+            version: self.version + 1,
+            ..self.clone()
+        }
+    }
+
+    /// A quote was sent: a new or contacted lead is now `quoted`.
+    pub fn mark_quoted(&self, now: DateTime<Utc>) -> Option<Lead> {
+        matches!(self.status, LeadStatus::New | LeadStatus::Contacted).then(|| self.moved(LeadStatus::Quoted, now))
+    }
+
+    /// A quote was accepted: a quoted lead is now `won` (a lead moved back meanwhile
+    /// stays where staff put it).
+    pub fn mark_won(&self, now: DateTime<Utc>) -> Option<Lead> {
+        (self.status == LeadStatus::Quoted).then(|| self.moved(LeadStatus::Won, now))
+    }
+
     /// The key that finds duplicates: email (any case) and dates.
     pub fn dedupe_key(&self) -> String {
         let d = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
@@ -494,15 +516,12 @@ impl LeadPatch {
         if !e.is_empty() {
             return Err(PatchError::Invalid(e));
         }
-        if let Some(to) = self.status {
-            if !lead.status.can_move_to(to) {
-                return Err(PatchError::IllegalMove { from: lead.status, to });
-            }
-            out.status = to;
+        if let Some(to) = self.status
+            && !lead.status.can_move_to(to)
+        {
+            return Err(PatchError::IllegalMove { from: lead.status, to });
         }
-        out.updated_at = now;
-        out.version = lead.version + 1;
-        Ok(out)
+        Ok(out.moved(self.status.unwrap_or(lead.status), now))
     }
 }
 
@@ -620,6 +639,58 @@ mod tests {
             r.guests = Some(Guests { adults, children });
             let ok = r.validate(&TenantId::generate(), Utc::now()).is_ok();
             prop_assert_eq!(ok, (1..=60).contains(&(adults + children)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod verbs {
+    use super::*;
+
+    #[test]
+    fn the_pipeline_verbs_follow_the_pipeline() {
+        let now = Utc::now();
+        let base = tests_support::lead(now);
+        for from in [
+            LeadStatus::New,
+            LeadStatus::Contacted,
+            LeadStatus::Quoted,
+            LeadStatus::Won,
+            LeadStatus::Lost,
+        ] {
+            let l = Lead {
+                status: from,
+                ..base.clone()
+            };
+            // Sending a quote skips `contacted`; an acceptance wins a quoted lead only.
+            let quoted = matches!(from, LeadStatus::New | LeadStatus::Contacted);
+            let won = from == LeadStatus::Quoted;
+            for (verb, to, moves) in [
+                (l.mark_quoted(now), LeadStatus::Quoted, quoted),
+                (l.mark_won(now), LeadStatus::Won, won),
+            ] {
+                assert_eq!(verb.is_some(), moves, "{from:?} → {to:?}");
+                if let Some(next) = verb {
+                    assert_eq!((next.status, next.version, next.updated_at), (to, l.version + 1, now));
+                }
+            }
+        }
+    }
+
+    mod tests_support {
+        use super::super::*;
+
+        pub fn lead(now: DateTime<Utc>) -> Lead {
+            let req = NewLeadRequest {
+                name: Some("Maria".into()),
+                email: Some("maria@example.com".into()),
+                consent: Some(Consent {
+                    privacy_policy: true,
+                    marketing: false,
+                }),
+                ..Default::default()
+            };
+            req.validate(&TenantId::generate(), now).expect("valid")
         }
     }
 }

@@ -150,14 +150,13 @@ async fn maintenance_cmd(config: &Config, req: crate::maintenance::MaintenanceRe
     let r = match r {
         Ok(outcome) => {
             fx.set_details(serde_json::json!({"action": outcome.action, "affected": outcome.affected}));
-            let _ = fx
-                .commit(
-                    store.as_ref(),
-                    leadline_core::change::ChangeSet::new(),
-                    axum::http::StatusCode::OK,
-                    |_| (),
-                )
-                .await;
+            fx.commit(
+                store.as_ref(),
+                leadline_core::change::ChangeSet::new(),
+                axum::http::StatusCode::OK,
+                |_| (),
+            )
+            .await?;
             println!("{}", serde_json::to_string_pretty(&outcome)?);
             Ok(())
         }

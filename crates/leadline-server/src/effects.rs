@@ -193,10 +193,19 @@ impl Effects {
         let out = slot.clone();
         cs.finish = Some(Box::new(move |committed: &Committed| {
             let (value, mut changes) = respond(committed);
-            let body = if status == StatusCode::NO_CONTENT {
-                Vec::new()
+            // The stored answer is the one the client gets: a value that does not
+            // serialise is a 500 for both (never an empty body under the key).
+            let (status, body) = if status == StatusCode::NO_CONTENT {
+                (status, Vec::new())
             } else {
-                serde_json::to_vec(&value).unwrap_or_default()
+                match serde_json::to_vec(&value) {
+                    Ok(body) => (status, body),
+                    Err(e) => {
+                        tracing::error!(error = %e, "a response could not be serialised");
+                        let p = ApiError::internal(e).problem();
+                        (StatusCode::INTERNAL_SERVER_ERROR, p.to_body())
+                    }
+                }
             };
             changes.push(Change::InsertAudit(Effects::entry(&snapshot, status.as_u16())));
             if let Some(held) = &snapshot.claim {
@@ -206,7 +215,11 @@ impl Effects {
                     holder: Some(held.holder.clone()),
                     record: held.record.clone(),
                     status: status.as_u16(),
-                    content_type: (status != StatusCode::NO_CONTENT).then(|| "application/json".to_owned()),
+                    content_type: match status {
+                        StatusCode::NO_CONTENT => None,
+                        StatusCode::INTERNAL_SERVER_ERROR => Some("application/problem+json".to_owned()),
+                        _ => Some("application/json".to_owned()),
+                    },
                     location: None,
                     body,
                 }));
@@ -538,11 +551,7 @@ async fn finish(state: &AppState, fx: &Effects, res: Response, auditable: bool) 
             release(state, held).await;
         } else {
             let (content_type, body, res2) = match &problem {
-                Some(p) => (
-                    "application/problem+json".to_owned(),
-                    serde_json::to_vec(p).unwrap_or_default(),
-                    res,
-                ),
+                Some(p) => ("application/problem+json".to_owned(), p.to_body(), res),
                 None => {
                     let ct = res
                         .headers()
@@ -551,8 +560,16 @@ async fn finish(state: &AppState, fx: &Effects, res: Response, auditable: bool) 
                         .unwrap_or("")
                         .to_owned();
                     let (parts, b) = res.into_parts();
-                    let bytes = axum::body::to_bytes(b, usize::MAX).await.unwrap_or_default();
-                    (ct, bytes.to_vec(), Response::from_parts(parts, Body::from(bytes)))
+                    match axum::body::to_bytes(b, usize::MAX).await {
+                        Ok(bytes) => (ct, bytes.to_vec(), Response::from_parts(parts, Body::from(bytes))),
+                        Err(e) => {
+                            // Never store an empty answer under the key: free it for
+                            // the retry, and answer 500 (the body is lost).
+                            tracing::error!(error = %e, "a response body could not be read to store it");
+                            release(state, held).await;
+                            return ApiError::internal("response body unreadable").into_response();
+                        }
+                    }
                 }
             };
             res = res2;

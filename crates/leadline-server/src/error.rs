@@ -34,6 +34,32 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// The JSON body, built from its strings and numbers (so it cannot fail).
+    pub fn to_body(&self) -> Vec<u8> {
+        use serde_json::{Map, Value};
+        let mut m = Map::new();
+        m.insert("type".into(), Value::String(self.kind.clone()));
+        m.insert("title".into(), Value::String(self.title.clone()));
+        m.insert("status".into(), Value::from(self.status));
+        m.insert("detail".into(), Value::String(self.detail.clone()));
+        m.insert("instance".into(), Value::String(self.instance.clone()));
+        m.insert("request_id".into(), Value::String(self.request_id.clone()));
+        if !self.errors.is_empty() {
+            let errors = self
+                .errors
+                .iter()
+                .map(|e| {
+                    let mut f = Map::new();
+                    f.insert("pointer".into(), Value::String(e.pointer.clone()));
+                    f.insert("detail".into(), Value::String(e.detail.clone()));
+                    Value::Object(f)
+                })
+                .collect();
+            m.insert("errors".into(), Value::Array(errors));
+        }
+        Value::Object(m).to_string().into_bytes()
+    }
+
     /// A problem of `status` with a slug and detail; instance and request id are
     /// filled in by the middleware.
     pub fn new(status: StatusCode, slug: &str, detail: impl Into<String>) -> Self {
@@ -103,6 +129,15 @@ pub enum ApiError {
     /// request is stored, and writes succeed again once space is freed.
     #[error("disk full")]
     DiskFull,
+    /// A unique value (a slug) is taken (409).
+    #[error("taken")]
+    Taken,
+    /// The resource changed while the request ran: it lost a race (409).
+    #[error("stale")]
+    Stale,
+    /// The yacht is booked on some of the nights (409).
+    #[error("booked")]
+    Booked,
     /// A bug or an outage (500); the cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -131,6 +166,21 @@ impl ApiError {
             Self::Forbidden(d) => Problem::new(StatusCode::FORBIDDEN, "forbidden", d.clone()),
             Self::NotFound => Problem::for_status(StatusCode::NOT_FOUND),
             Self::Conflict(d) => Problem::new(StatusCode::CONFLICT, "conflict", d.clone()),
+            Self::Taken => Problem::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "A resource with the same unique value already exists.",
+            ),
+            Self::Stale => Problem::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "The resource changed while this request ran; read it again and retry.",
+            ),
+            Self::Booked => Problem::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "The yacht is booked on some of these nights.",
+            ),
             Self::PayloadTooLarge => Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE),
             Self::UnsupportedMediaType => Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -146,6 +196,12 @@ impl ApiError {
             ),
             Self::Internal(_) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
         }
+    }
+}
+
+impl From<leadline_core::quote::QuoteRefusal> for ApiError {
+    fn from(r: leadline_core::quote::QuoteRefusal) -> Self {
+        Self::Conflict(r.to_string())
     }
 }
 
@@ -188,12 +244,12 @@ impl From<StoreError> for ApiError {
             return Self::DiskFull;
         }
         match e {
-            StoreError::Conflict(what) => Self::Conflict(format!(
-                "A resource with the same unique value already exists ({what})."
-            )),
-            StoreError::Stale => {
-                Self::Conflict("The resource changed while this request ran; read it again and retry.".into())
+            StoreError::Conflict(leadline_store::Conflict::Unique { constraint }) => {
+                tracing::debug!(constraint, "a unique value is taken");
+                Self::Taken
             }
+            StoreError::Conflict(leadline_store::Conflict::BookingOverlap) => Self::Booked,
+            StoreError::Stale => Self::Stale,
             StoreError::Busy => Self::Unavailable(
                 "The server is taking more writes than its database can commit; retry in a second.".into(),
             ),

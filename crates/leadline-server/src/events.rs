@@ -59,8 +59,22 @@ pub fn email<C: Serialize>(
     vec![Change::InsertOutbox(msg), Change::InsertMailLog(log)]
 }
 
-/// An event for every enabled endpoint that subscribes to it.
-pub fn webhook(
+/// An event for every enabled endpoint that subscribes to it, `data` as its JSON.
+/// A value that does not serialise is an error, never an event with `"data": null`.
+pub fn webhook<T: Serialize + ?Sized>(
+    tenant: &TenantId,
+    lead: Option<&LeadId>,
+    endpoints: &[WebhookEndpoint],
+    event_type: &str,
+    data: &T,
+    now: DateTime<Utc>,
+) -> Result<Vec<Change>, serde_json::Error> {
+    let data = serde_json::to_value(data)?;
+    Ok(webhook_value(tenant, lead, endpoints, event_type, data, now))
+}
+
+/// [`webhook`] of a value already made JSON (which cannot fail).
+pub fn webhook_value(
     tenant: &TenantId,
     lead: Option<&LeadId>,
     endpoints: &[WebhookEndpoint],
@@ -112,10 +126,22 @@ struct LeadContext<'a> {
 /// The side effects of a new lead: the acknowledgement to the client (when
 /// auto-reply is on and the lead is not a duplicate), a notification to each
 /// staff address, and `lead.created` to subscribed endpoints.
-pub fn lead_created(tenant: &Tenant, lead: &Lead, endpoints: &[WebhookEndpoint], now: DateTime<Utc>) -> Vec<Change> {
+pub fn lead_created(
+    tenant: &Tenant,
+    lead: &Lead,
+    endpoints: &[WebhookEndpoint],
+    now: DateTime<Utc>,
+) -> Result<Vec<Change>, serde_json::Error> {
     let mut out = lead_emails(tenant, lead, lead.duplicate_of.is_some(), now);
-    out.extend(lead_webhooks(tenant, lead, endpoints, now));
-    out
+    out.extend(webhook(
+        &tenant.id,
+        Some(&lead.id),
+        endpoints,
+        "lead.created",
+        lead,
+        now,
+    )?);
+    Ok(out)
 }
 
 /// The emails of a new lead, rendered from the tenant's templates: the
@@ -163,20 +189,5 @@ pub fn lead_emails(tenant: &Tenant, lead: &Lead, duplicate: bool, now: DateTime<
             now,
         ));
     }
-    out
-}
-
-/// `lead.created` to the subscribed endpoints (the lead as JSON, no template).
-pub fn lead_webhooks(tenant: &Tenant, lead: &Lead, endpoints: &[WebhookEndpoint], now: DateTime<Utc>) -> Vec<Change> {
-    let mut out = Vec::new();
-    let data = serde_json::to_value(lead).unwrap_or_default();
-    out.extend(webhook(
-        &tenant.id,
-        Some(&lead.id),
-        endpoints,
-        "lead.created",
-        data,
-        now,
-    ));
     out
 }

@@ -129,7 +129,6 @@ pub async fn run(
 /// endpoints (`quote.expired`). Returns how many.
 pub async fn expire_quotes(store: &dyn Store, now: DateTime<Utc>) -> ApiResult<u64> {
     use leadline_core::change::{Change, ChangeSet};
-    use leadline_core::quote::{Quote, QuoteStatus};
     let mut n = 0;
     loop {
         let batch = store.stale_quotes(now, 100).await?;
@@ -138,23 +137,22 @@ pub async fn expire_quotes(store: &dyn Store, now: DateTime<Utc>) -> ApiResult<u
         }
         let mut progressed = false;
         for q in batch {
-            let next = Quote {
-                status: QuoteStatus::Expired,
-                updated_at: now,
-                version: q.version + 1,
-                ..q
-            };
+            // The query and the verb agree on what is stale; one answered meanwhile
+            // is refused by the commit (its version moved).
+            let Ok(next) = q.expire(now) else { continue };
             let endpoints = store.list_endpoints(&next.tenant_id).await?;
-            let mut cs = ChangeSet::one(Change::UpdateQuote(next.clone()));
-            let data = serde_json::to_value(&next).unwrap_or_default();
-            cs.changes.extend(crate::events::webhook(
+            let events = crate::events::webhook(
                 &next.tenant_id,
                 Some(&next.lead_id),
                 &endpoints,
                 "quote.expired",
-                data,
+                &next,
                 now,
-            ));
+            )
+            .map_err(ApiError::internal)?;
+            let mut cs = ChangeSet::one(Change::UpdateQuote(next.clone()));
+            cs.changes.extend(events);
+            cs.push(Change::InsertAudit(expiry_audit(&next, now)));
             match store.commit(cs).await {
                 Ok(_) => {
                     n += 1;
@@ -168,6 +166,26 @@ pub async fn expire_quotes(store: &dyn Store, now: DateTime<Utc>) -> ApiResult<u
         if !progressed {
             return Ok(n);
         }
+    }
+}
+
+/// The audit entry of a quote's expiry, committed with it.
+fn expiry_audit(q: &leadline_core::quote::Quote, now: DateTime<Utc>) -> leadline_core::audit::AuditEntry {
+    use leadline_core::audit::{ActorType, AuditEntry};
+    AuditEntry {
+        id: leadline_core::id::AuditId::generate(),
+        tenant_id: Some(q.tenant_id.clone()),
+        at: now,
+        actor_type: ActorType::System,
+        actor_id: Some("janitor".into()),
+        action: "quote.expire".into(),
+        resource_type: Some("quote".into()),
+        resource_id: Some(q.id.to_string()),
+        request_id: None,
+        ip: None,
+        user_agent: None,
+        status: 200,
+        details: serde_json::json!({"valid_until": q.valid_until}),
     }
 }
 
@@ -360,14 +378,17 @@ async fn janitor_run(store: &dyn Store, config: &Config, action: &str, now: Date
             tracing::info!(action, affected = outcome.affected, "janitor");
             let fx = crate::effects::Effects::system("janitor", &format!("maintenance.{action}"));
             fx.set_details(serde_json::json!({"affected": outcome.affected}));
-            let _ = fx
+            if let Err(e) = fx
                 .commit(
                     store,
                     leadline_core::change::ChangeSet::new(),
                     axum::http::StatusCode::OK,
                     |_| (),
                 )
-                .await;
+                .await
+            {
+                tracing::error!(action, error = %e, "janitor: the audit entry of an action could not be written");
+            }
         }
         Err(e) => tracing::error!(action, error = %e, "janitor action failed"),
     }

@@ -90,7 +90,7 @@ fn render_problem(res: Response, request_id: &str, route: &str, path: &str) -> R
     } else {
         path.to_owned()
     };
-    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    let body = problem.to_body();
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),

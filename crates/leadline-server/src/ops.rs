@@ -46,7 +46,7 @@ pub async fn create_tenant(fx: &Effects, store: &dyn Store, req: NewTenantReques
     fx.commit(store, cs, StatusCode::CREATED, move |_| view)
         .await
         .map_err(|e| match e {
-            ApiError::Conflict(_) => ApiError::Conflict(format!("The slug {:?} is taken.", tenant.slug)),
+            ApiError::Taken => ApiError::Conflict(format!("The slug {:?} is taken.", tenant.slug)),
             e => e,
         })?;
     Ok(CreatedTenant {
@@ -87,7 +87,7 @@ pub async fn issue_key(fx: &Effects, store: &dyn Store, tenant_id: &str, kind: K
     fx.set_resource(&issued.key.id);
     fx.set_details(serde_json::json!({"kind": kind}));
     // As for tenant creation, a replay shows the key's prefix, never the key.
-    let mut view = serde_json::to_value(&issued.key).unwrap_or_default();
+    let mut view = serde_json::to_value(&issued.key).map_err(ApiError::internal)?;
     view["key"] = format!("{}...", issued.key.prefix).into();
     let cs = ChangeSet::one(Change::InsertApiKey(issued.key.clone()));
     fx.commit(store, cs, StatusCode::CREATED, move |_| view).await?;
@@ -106,16 +106,19 @@ pub async fn revoke_key(fx: &Effects, store: &dyn Store, tenant_id: &str, key_id
         .into_iter()
         .find(|k| k.id == key_id)
         .ok_or(ApiError::NotFound)?;
+    fx.set_resource(&key.id);
+    // The revocation and its audit entry are one transaction; revoking a revoked
+    // key changes nothing and is audited as well.
+    let mut cs = ChangeSet::new();
     if key.revoked_at.is_none() {
         let at = clock::now();
-        store
-            .commit(ChangeSet::one(Change::RevokeApiKey {
-                tenant_id: t.id.clone(),
-                key_id: key.id.clone(),
-                at,
-            }))
-            .await?;
+        cs.push(Change::RevokeApiKey {
+            tenant_id: t.id.clone(),
+            key_id: key.id.clone(),
+            at,
+        });
         key.revoked_at = Some(at);
     }
-    Ok(key)
+    let out = key.clone();
+    fx.commit(store, cs, StatusCode::OK, move |_| out).await
 }

@@ -12,6 +12,7 @@ both_backends!(
     idempotent_replays_survive_restart_and_refuse_other_requests,
     idempotency_on_admin_and_patch_routes,
     every_mutating_route_is_audited_with_its_request_id,
+    a_write_whose_audit_entry_fails_is_not_made,
     audit_listings_filter_and_stay_within_the_tenant,
     metrics_parse_and_move,
     rate_limit_refuses_the_61st_request,
@@ -1010,4 +1011,94 @@ async fn cors_only_for_lead_capture_from_allowed_origins(b: Backend) {
         .expect("send");
     assert_eq!(res.status(), 201);
     assert!(res.headers().get("access-control-allow-origin").is_none());
+}
+
+/// Makes every insert into the audit log fail (a trigger), or lets them pass again.
+async fn refuse_audit(app: &TestApp, refuse: bool) {
+    match (app.backend, refuse) {
+        (Backend::Sqlite, true) => {
+            app.raw_text(
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_logs BEGIN SELECT RAISE(ABORT, 'audit refused'); END",
+            )
+            .await;
+        }
+        (Backend::Sqlite, false) => {
+            app.raw_text("DROP TRIGGER refuse_audit").await;
+        }
+        (Backend::Postgres, true) => {
+            app.raw_text(
+                "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$",
+            )
+            .await;
+            app.raw_text(
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_logs FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+            )
+            .await;
+        }
+        (Backend::Postgres, false) => {
+            app.raw_text("DROP TRIGGER refuse_audit ON audit_logs").await;
+        }
+    }
+}
+
+/// A write and its audit entry are one transaction: when the entry cannot be
+/// written, the write is not made either (a key revocation used to commit first and
+/// write its entry afterwards, so a failed entry left a revocation nobody could
+/// trace), and the request says it failed.
+async fn a_write_whose_audit_entry_fails_is_not_made(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.tenant("Aegean Blue").await;
+    let keys: Value = app
+        .admin(Method::GET, &format!("/admin/tenants/{}", t.id))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let sk_id = keys["keys"]
+        .as_array()
+        .and_then(|l| l.iter().find(|k| k["kind"] == "secret"))
+        .and_then(|k| k["id"].as_str())
+        .expect("secret key")
+        .to_owned();
+    let leads_with_key = || async {
+        app.with_key(Method::GET, "/v1/leads", &t.sk)
+            .send()
+            .await
+            .expect("send")
+            .status()
+            .as_u16()
+    };
+    let revoke = || async {
+        app.admin(Method::DELETE, &format!("/admin/tenants/{}/keys/{sk_id}", t.id))
+            .send()
+            .await
+            .expect("send")
+    };
+
+    refuse_audit(&app, true).await;
+    let res = revoke().await;
+    assert!(res.status().is_server_error(), "{}", res.status());
+    assert_eq!(leads_with_key().await, 200, "the key still works: nothing was revoked");
+    let mut body = lead_body("audit@example.com");
+    body["name"] = json!("Audit Refused");
+    let res = app
+        .with_key(Method::POST, "/v1/leads", &t.sk)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert!(res.status().is_server_error(), "{}", res.status());
+    assert!(
+        app.raw_text("SELECT id FROM leads").await.is_empty(),
+        "no lead without its audit entry"
+    );
+
+    refuse_audit(&app, false).await;
+    assert_eq!(revoke().await.status(), 200);
+    assert_eq!(leads_with_key().await, 401);
+    let entries = audit(&app, &format!("&action=key.revoke&tenant_id={}", t.id)).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["resource_id"], sk_id.as_str());
 }

@@ -628,6 +628,23 @@ async fn only_sent_unexpired_quotes_can_be_answered(b: Backend) {
     )
     .await;
     assert_eq!(q["status"], "expired");
+    // The expiry is audited in the same transaction, as the janitor's.
+    let entries = json_of(
+        app.admin(
+            Method::GET,
+            &format!("/admin/audit?action=quote.expire&resource_id={qid}"),
+        )
+        .send()
+        .await
+        .expect("send"),
+    )
+    .await;
+    let entries = entries["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        (entries[0]["actor_type"].as_str(), entries[0]["tenant_id"].as_str()),
+        (Some("system"), Some(t.id.as_str()))
+    );
     let avail = json_of(
         app.with_key(
             Method::GET,

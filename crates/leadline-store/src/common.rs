@@ -1253,7 +1253,7 @@ macro_rules! common_writes {
                     .fetch_optional(&mut *conn)
                     .await?;
                     if taken.is_some() {
-                        return Err(StoreError::Conflict("bookings_overlap".into()));
+                        return Err(StoreError::Conflict(crate::Conflict::BookingOverlap));
                     }
                     sqlx::query(
                         "INSERT INTO bookings (id, tenant_id, yacht_id, quote_id, lead_id, charter_from, charter_to, created_at) \

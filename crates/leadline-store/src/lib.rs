@@ -44,12 +44,27 @@ pub enum Backend {
     Postgres,
 }
 
+/// What a refused write conflicted with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// A unique value (a slug, an id) is taken; `constraint` names the database
+    /// constraint, for logs only.
+    #[error("a unique value is taken ({constraint})")]
+    Unique {
+        /// The constraint (or index) that refused it.
+        constraint: String,
+    },
+    /// The yacht is booked on some of the nights.
+    #[error("the yacht is booked on some of these nights")]
+    BookingOverlap,
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A unique constraint refused the write; the name says which.
-    #[error("conflict on {0}")]
-    Conflict(String),
+    /// The write conflicts with what is stored.
+    #[error("conflict: {0}")]
+    Conflict(Conflict),
     /// The row changed since it was read (optimistic concurrency), or is gone.
     #[error("the row changed concurrently")]
     Stale,
@@ -100,8 +115,8 @@ impl StoreError {
             let code = d.code();
             // 23505: unique_violation; 2067/1555: SQLITE_CONSTRAINT_UNIQUE/PRIMARYKEY.
             if matches!(code.as_deref(), Some("23505") | Some("2067") | Some("1555")) {
-                let what = d.constraint().map(str::to_owned).unwrap_or_else(|| "unique key".into());
-                return Self::Conflict(what);
+                let constraint = d.constraint().map(str::to_owned).unwrap_or_else(|| "unique key".into());
+                return Self::Conflict(Conflict::Unique { constraint });
             }
         }
         Self::Database(e)

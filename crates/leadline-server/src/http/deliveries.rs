@@ -142,7 +142,9 @@ async fn replay(
     fx.commit(s.store.as_ref(), cs, StatusCode::ACCEPTED, move |_| out)
         .await
         .map_err(|e| match e {
-            ApiError::Conflict(_) => ApiError::Conflict("This dead letter was replayed already.".into()),
+            ApiError::Stale | ApiError::Conflict(_) => {
+                ApiError::Conflict("This dead letter was replayed already.".into())
+            }
             e => e,
         })?;
     Ok((StatusCode::ACCEPTED, Json(shown)))

@@ -81,8 +81,9 @@ pub async fn create_lead(
     // Every template is rendered here, outside the transaction: the emails of a
     // first lead and those of a duplicate (no second acknowledgement); inside,
     // the transaction only chooses, and builds the webhook JSON of a duplicate.
-    let first_notifications = events::lead_created(&tenant, &lead, &endpoints, now);
+    let first_notifications = events::lead_created(&tenant, &lead, &endpoints, now).map_err(ApiError::internal)?;
     let duplicate_emails = events::lead_emails(&tenant, &lead, true, now);
+    let lead_json = serde_json::to_value(&lead).map_err(ApiError::internal)?;
     let lead = fx
         .commit_then(
             s.store.as_ref(),
@@ -93,8 +94,17 @@ pub async fn create_lead(
                 Some((_, first)) => {
                     let mut lead = lead;
                     lead.duplicate_of = Some(first.clone());
+                    let mut data = lead_json;
+                    data["duplicate_of"] = serde_json::Value::String(first.to_string());
                     let mut notifications = duplicate_emails;
-                    notifications.extend(events::lead_webhooks(&tenant, &lead, &endpoints, now));
+                    notifications.extend(events::webhook_value(
+                        &tenant.id,
+                        Some(&lead.id),
+                        &endpoints,
+                        "lead.created",
+                        data,
+                        now,
+                    ));
                     (lead, notifications)
                 }
             },
@@ -217,16 +227,17 @@ pub async fn patch_lead(
     fx.set_details(serde_json::json!({"status": next.status, "from": current.status}));
     let out = next.clone();
     let endpoints = s.store.list_endpoints(&auth.tenant.id).await?;
-    let data = serde_json::to_value(&next).unwrap_or_default();
-    let mut cs = ChangeSet::one(Change::UpdateLead(next));
-    cs.changes.extend(events::webhook(
+    let events = events::webhook(
         &auth.tenant.id,
         Some(&current.id),
         &endpoints,
         "lead.updated",
-        data,
+        &next,
         clock::now(),
-    ));
+    )
+    .map_err(ApiError::internal)?;
+    let mut cs = ChangeSet::one(Change::UpdateLead(next));
+    cs.changes.extend(events);
     Ok(Json(
         fx.commit(s.store.as_ref(), cs, StatusCode::OK, move |_| out).await?,
     ))
@@ -255,7 +266,7 @@ pub async fn delete_lead(
         lead_id: current.id.clone(),
     });
     let data = serde_json::json!({"id": current.id, "erased": true});
-    cs.changes.extend(events::webhook(
+    cs.changes.extend(events::webhook_value(
         &auth.tenant.id,
         Some(&current.id),
         &endpoints,

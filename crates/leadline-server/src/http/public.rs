@@ -7,9 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use leadline_core::audit::ActorType;
 use leadline_core::change::{Change, ChangeSet};
-use leadline_core::id::BookingId;
-use leadline_core::lead::LeadStatus;
-use leadline_core::quote::{Booking, Quote, QuoteStatus};
+use leadline_core::quote::{Quote, QuoteStatus};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -152,48 +150,15 @@ async fn answer(s: &AppState, fx: &Effects, token: &str, accept: bool) -> ApiRes
     fx.set_actor(ActorType::PublicLink, Some(q.id.to_string()), Some(q.tenant_id.clone()));
     fx.set_resource(&q.id);
     let now = clock::now();
-    if !q.answerable(now) {
-        let why = match q.status {
-            QuoteStatus::Sent => "expired".to_owned(),
-            other => other.as_str().to_owned(),
-        };
-        return Err(ApiError::Conflict(format!(
-            "This quote cannot be answered: it is {why}."
-        )));
-    }
     let lead = s.store.get_lead(&q.tenant_id, &q.lead_id).await?;
     let endpoints = s.store.list_endpoints(&q.tenant_id).await?;
-    let mut next = Quote {
-        answered_at: Some(now),
-        updated_at: now,
-        version: q.version + 1,
-        ..q.clone()
-    };
     let mut cs = ChangeSet::new();
     if accept {
-        let booking = Booking {
-            id: BookingId::generate(),
-            tenant_id: q.tenant_id.clone(),
-            yacht_id: q.yacht_id.clone(),
-            quote_id: q.id.clone(),
-            lead_id: q.lead_id.clone(),
-            charter_from: q.charter_from,
-            charter_to: q.charter_to,
-            created_at: now,
-        };
-        next.status = QuoteStatus::Accepted;
-        next.booking_id = Some(booking.id.clone());
+        let (next, booking) = q.accept(now)?;
         cs.push(Change::UpdateQuote(next.clone()))
             .push(Change::InsertBooking(booking.clone()));
-        if let Some(l) = &lead
-            && l.status.can_move_to(LeadStatus::Won)
-            && l.status != LeadStatus::Won
-        {
-            let mut l = l.clone();
-            l.status = LeadStatus::Won;
-            l.updated_at = now;
-            l.version += 1;
-            cs.push(Change::UpdateLead(l));
+        if let Some(won) = lead.as_ref().and_then(|l| l.mark_won(now)) {
+            cs.push(Change::UpdateLead(won));
         }
         let ctx = serde_json::json!({
             "company_name": tenant.settings.company_name, "quote_id": q.id,
@@ -210,42 +175,31 @@ async fn answer(s: &AppState, fx: &Effects, token: &str, accept: bool) -> ApiRes
                 now,
             ));
         }
-        cs.changes.extend(events::webhook(
-            &tenant.id,
-            Some(&q.lead_id),
-            &endpoints,
-            "quote.accepted",
-            serde_json::to_value(&next).unwrap_or_default(),
-            now,
-        ));
-        cs.changes.extend(events::webhook(
-            &tenant.id,
-            Some(&q.lead_id),
-            &endpoints,
-            "booking.created",
-            serde_json::to_value(&booking).unwrap_or_default(),
-            now,
-        ));
+        let lead_id = Some(&q.lead_id);
+        cs.changes.extend(
+            events::webhook(&tenant.id, lead_id, &endpoints, "quote.accepted", &next, now)
+                .map_err(ApiError::internal)?,
+        );
+        cs.changes.extend(
+            events::webhook(&tenant.id, lead_id, &endpoints, "booking.created", &booking, now)
+                .map_err(ApiError::internal)?,
+        );
     } else {
-        next.status = QuoteStatus::Declined;
+        let next = q.decline(now)?;
         cs.push(Change::UpdateQuote(next.clone()));
-        cs.changes.extend(events::webhook(
-            &tenant.id,
-            Some(&q.lead_id),
-            &endpoints,
-            "quote.declined",
-            serde_json::to_value(&next).unwrap_or_default(),
-            now,
-        ));
+        cs.changes.extend(
+            events::webhook(&tenant.id, Some(&q.lead_id), &endpoints, "quote.declined", &next, now)
+                .map_err(ApiError::internal)?,
+        );
     }
     let status = StatusCode::SEE_OTHER;
     fx.commit(s.store.as_ref(), cs, status, |_| ())
         .await
         .map_err(|e| match e {
-            ApiError::Conflict(_) if accept => {
-                ApiError::Conflict("The yacht is no longer available on these dates.".into())
-            }
-            ApiError::Conflict(_) => ApiError::Conflict("This quote was answered already.".into()),
+            // Booked meanwhile by another quote, or this one answered by another
+            // request: each says so.
+            ApiError::Booked => ApiError::Conflict("The yacht is no longer available on these dates.".into()),
+            ApiError::Stale => ApiError::Conflict("This quote was answered already.".into()),
             e => e,
         })?;
     Ok(back_to_page(token))

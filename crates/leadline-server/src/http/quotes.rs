@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use leadline_core::ValidationErrors;
 use leadline_core::change::{Change, ChangeSet};
 use leadline_core::id::{LeadId, QuoteId, YachtId};
-use leadline_core::lead::{CharterType, LeadStatus};
+use leadline_core::lead::CharterType;
 use leadline_core::page::{Page, PageRequest};
 use leadline_core::pricing::{PriceRequest, price};
 use leadline_core::quote::{NewQuoteRequest, Quote, QuoteStatus};
@@ -130,14 +130,10 @@ pub async fn create_quote(
     fx.set_details(serde_json::json!({"lead_id": q.lead_id, "yacht_id": q.yacht_id, "total": q.total}));
     let endpoints = s.store.list_endpoints(&auth.tenant.id).await?;
     let mut cs = ChangeSet::one(Change::InsertQuote(q.clone()));
-    cs.changes.extend(events::webhook(
-        &auth.tenant.id,
-        Some(&q.lead_id),
-        &endpoints,
-        "quote.created",
-        serde_json::to_value(&q).unwrap_or_default(),
-        now,
-    ));
+    cs.changes.extend(
+        events::webhook(&auth.tenant.id, Some(&q.lead_id), &endpoints, "quote.created", &q, now)
+            .map_err(ApiError::internal)?,
+    );
     let out = q.clone();
     let q = fx
         .commit(s.store.as_ref(), cs, StatusCode::CREATED, move |_| out)
@@ -220,39 +216,16 @@ pub async fn send_quote(
     let q = find(&auth, &s, &id).await?;
     fx.set_resource(&q.id);
     let now = clock::now();
-    if !matches!(q.status, QuoteStatus::Draft | QuoteStatus::Sent) {
-        return Err(ApiError::Conflict(format!(
-            "A {} quote cannot be sent.",
-            q.status.as_str()
-        )));
-    }
-    if q.valid_until <= now {
-        return Err(ApiError::Conflict(
-            "The quote's validity has passed; create a new quote.".into(),
-        ));
-    }
+    let next = q.send(new_token, now)?;
     let lead = auth
         .store()
         .lead(&q.lead_id)
         .await?
         .ok_or_else(|| ApiError::Conflict("The lead of this quote was erased.".into()))?;
-    let token = q.token.clone().unwrap_or_else(new_token);
-    let url = quote_url(&s, &token);
-    let next = Quote {
-        status: QuoteStatus::Sent,
-        token: Some(token),
-        sent_at: Some(now),
-        updated_at: now,
-        version: q.version + 1,
-        ..q
-    };
+    let url = quote_url(&s, next.token.as_deref().unwrap_or_default());
     let mut cs = ChangeSet::one(Change::UpdateQuote(next.clone()));
-    if matches!(lead.status, LeadStatus::New | LeadStatus::Contacted) {
-        let mut l = lead.clone();
-        l.status = LeadStatus::Quoted;
-        l.updated_at = now;
-        l.version += 1;
-        cs.push(Change::UpdateLead(l));
+    if let Some(quoted) = lead.mark_quoted(now) {
+        cs.push(Change::UpdateLead(quoted));
     }
     let ctx = serde_json::json!({
         "company_name": auth.tenant.settings.company_name,
@@ -271,14 +244,17 @@ pub async fn send_quote(
     ));
     let endpoints = s.store.list_endpoints(&auth.tenant.id).await?;
     let shown_quote = shown(&s, next);
-    cs.changes.extend(events::webhook(
-        &auth.tenant.id,
-        Some(&lead.id),
-        &endpoints,
-        "quote.sent",
-        serde_json::to_value(&shown_quote).unwrap_or_default(),
-        now,
-    ));
+    cs.changes.extend(
+        events::webhook(
+            &auth.tenant.id,
+            Some(&lead.id),
+            &endpoints,
+            "quote.sent",
+            &shown_quote,
+            now,
+        )
+        .map_err(ApiError::internal)?,
+    );
     let out = shown_quote.clone();
     Ok(Json(
         fx.commit(s.store.as_ref(), cs, StatusCode::OK, move |_| out).await?,
@@ -296,19 +272,7 @@ pub async fn cancel_quote(
 ) -> ApiResult<Json<Quote>> {
     let q = find(&auth, &s, &id).await?;
     fx.set_resource(&q.id);
-    if !matches!(q.status, QuoteStatus::Draft | QuoteStatus::Sent) {
-        return Err(ApiError::Conflict(format!(
-            "A {} quote cannot be cancelled.",
-            q.status.as_str()
-        )));
-    }
-    let now = clock::now();
-    let next = Quote {
-        status: QuoteStatus::Cancelled,
-        updated_at: now,
-        version: q.version + 1,
-        ..q
-    };
+    let next = q.cancel(clock::now())?;
     let out = shown(&s, next.clone());
     Ok(Json(
         fx.commit(

@@ -207,7 +207,7 @@ pub async fn test_endpoint(
     ep.events = vec!["webhook.test".into()];
     ep.enabled = true;
     let data = serde_json::json!({"endpoint_id": ep.id, "message": "This is a test event from Leadline."});
-    let changes = crate::events::webhook(
+    let changes = crate::events::webhook_value(
         &auth.tenant.id,
         None,
         std::slice::from_ref(&ep),

@@ -30,7 +30,9 @@ impl From<rusqlite::Error> for StoreError {
             // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
             && matches!(f.extended_code, 2067 | 1555)
         {
-            return StoreError::Conflict("unique key".into());
+            return StoreError::Conflict(crate::Conflict::Unique {
+                constraint: f.extended_code.to_string(),
+            });
         }
         if super::writer::is_disk_full(&e) {
             return StoreError::DiskFull;
@@ -603,7 +605,7 @@ fn apply(conn: &Connection, change: &Change, out: &mut Committed) -> Result<()> 
                 |r| Ok(r.get::<_, String>(0)?),
             )?;
             if !taken.is_empty() {
-                return Err(StoreError::Conflict("bookings_overlap".into()));
+                return Err(StoreError::Conflict(crate::Conflict::BookingOverlap));
             }
             exec(
                 conn,
