@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 both_backends!(
     yachts_are_validated_scoped_and_archived,
     a_quote_is_priced_sent_and_accepted_into_a_booking,
-    twenty_concurrent_accepts_for_overlapping_dates_book_once,
+    concurrent_accepts_for_overlapping_dates_book_once_and_say_why,
     only_sent_unexpired_quotes_can_be_answered,
     another_tenants_yacht_or_lead_cannot_be_quoted,
     a_suspended_tenants_quote_pages_stop,
@@ -420,7 +420,7 @@ async fn a_quote_is_priced_sent_and_accepted_into_a_booking(b: Backend) {
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(1));
 }
 
-async fn twenty_concurrent_accepts_for_overlapping_dates_book_once(b: Backend) {
+async fn concurrent_accepts_for_overlapping_dates_book_once_and_say_why(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.tenant("Aegean Blue").await;
     let y = yacht(&app, &t).await;
@@ -437,17 +437,46 @@ async fn twenty_concurrent_accepts_for_overlapping_dates_book_once(b: Backend) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
+    // Each quote twice: a lost race on the same quote and a booking taken by
+    // another quote are refused, each saying which.
     let mut tasks = Vec::new();
-    for p in &pages {
+    for p in pages.iter().chain(pages.iter()) {
         let req = client.post(app.url(&format!("{p}/accept")));
-        tasks.push(tokio::spawn(
-            async move { req.send().await.map(|r| r.status().as_u16()) },
-        ));
+        tasks.push(tokio::spawn(async move {
+            let r = req.send().await?;
+            let status = r.status().as_u16();
+            let detail = r
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["detail"].as_str().map(str::to_owned));
+            Ok::<_, reqwest::Error>((status, detail.unwrap_or_default()))
+        }));
     }
     let mut statuses = Vec::new();
+    let mut details = Vec::new();
     for task in tasks {
-        statuses.push(task.await.expect("join").expect("send"));
+        let (status, detail) = task.await.expect("join").expect("send");
+        statuses.push(status);
+        details.push(detail);
     }
+    let winner = statuses.iter().position(|s| *s == 303).expect("a winner");
+    let twin = if winner < 20 { winner + 20 } else { winner - 20 };
+    for (i, d) in details.iter().enumerate() {
+        if i == winner {
+            continue;
+        }
+        let expected = if i == twin {
+            ["answered already", "it is accepted"].as_slice()
+        } else {
+            ["no longer available", "cannot be answered"].as_slice()
+        };
+        assert!(expected.iter().any(|e| d.contains(e)), "{i}: {d:?}");
+    }
+    assert!(
+        details.iter().any(|d| d.contains("no longer available")),
+        "a booking lost to another quote says so: {details:?}"
+    );
     assert_eq!(
         statuses.iter().filter(|s| **s == 303).count(),
         1,
@@ -455,7 +484,7 @@ async fn twenty_concurrent_accepts_for_overlapping_dates_book_once(b: Backend) {
     );
     assert_eq!(
         statuses.iter().filter(|s| **s == 409).count(),
-        19,
+        39,
         "the others are refused: {statuses:?}"
     );
     let avail = json_of(
