@@ -10,7 +10,10 @@ use sha2::{Digest, Sha256};
 use crate::id::{ApiKeyId, TenantId};
 
 /// The kind of a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, strum::IntoStaticStr, strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum KeyKind {
     /// `sk_`: the whole tenant API; keep it on a server.
@@ -30,19 +33,12 @@ impl KeyKind {
 
     /// The stored form.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Secret => "secret",
-            Self::Publishable => "publishable",
-        }
+        self.into()
     }
 
     /// From the stored form.
     pub fn from_db(s: &str) -> Option<Self> {
-        match s {
-            "secret" => Some(Self::Secret),
-            "publishable" => Some(Self::Publishable),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }
 

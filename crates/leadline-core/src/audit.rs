@@ -7,7 +7,8 @@ use serde::Serialize;
 use crate::id::{AuditId, TenantId};
 
 /// Who acted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum ActorType {
     /// The operator, with the admin key.
@@ -27,28 +28,12 @@ pub enum ActorType {
 impl ActorType {
     /// The stored form.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::SecretKey => "secret_key",
-            Self::PublishableKey => "publishable_key",
-            Self::PublicLink => "public_link",
-            Self::System => "system",
-            Self::Anonymous => "anonymous",
-        }
+        self.into()
     }
 
     /// From the stored form.
     pub fn from_db(s: &str) -> Option<Self> {
-        [
-            Self::Admin,
-            Self::SecretKey,
-            Self::PublishableKey,
-            Self::PublicLink,
-            Self::System,
-            Self::Anonymous,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == s)
+        s.parse().ok()
     }
 }
 

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::id::{DeadLetterId, LeadId, MailId, MsgId, TenantId, WebhookEndpointId};
 
 /// What a message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, strum::IntoStaticStr, strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     /// An email.
@@ -19,19 +22,12 @@ pub enum MessageKind {
 impl MessageKind {
     /// The stored form.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Email => "email",
-            Self::Webhook => "webhook",
-        }
+        self.into()
     }
 
     /// From the stored form.
     pub fn from_db(s: &str) -> Option<Self> {
-        match s {
-            "email" => Some(Self::Email),
-            "webhook" => Some(Self::Webhook),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }
 
@@ -48,11 +44,8 @@ pub struct EmailPayload {
     pub from_name: Option<String>,
     /// Reply-To address.
     pub reply_to: Option<String>,
-    #[allow(missing_docs)]
     pub subject: String,
-    #[allow(missing_docs)]
     pub text: String,
-    #[allow(missing_docs)]
     pub html: String,
 }
 
@@ -80,7 +73,10 @@ pub enum Payload {
 }
 
 /// Where a message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, strum::IntoStaticStr, strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     /// Waiting for (another) attempt.
@@ -96,19 +92,12 @@ pub enum MessageStatus {
 impl MessageStatus {
     /// The stored form.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Dead => "dead",
-            Self::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     /// From the stored form.
     pub fn from_db(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Delivered, Self::Dead, Self::Cancelled]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        s.parse().ok()
     }
 }
 
@@ -137,7 +126,6 @@ pub struct OutboxMessage {
     pub locked_until: Option<DateTime<Utc>>,
     /// Last failure.
     pub last_error: Option<String>,
-    #[allow(missing_docs)]
     pub created_at: DateTime<Utc>,
 }
 
@@ -198,7 +186,10 @@ pub struct AttemptReport {
 }
 
 /// Where an email is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, strum::IntoStaticStr, strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum MailStatus {
     /// Waiting or being retried.
@@ -214,19 +205,12 @@ pub enum MailStatus {
 impl MailStatus {
     /// The stored form.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Sent => "sent",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     /// From the stored form.
     pub fn from_db(s: &str) -> Option<Self> {
-        [Self::Queued, Self::Sent, Self::Failed, Self::Cancelled]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        s.parse().ok()
     }
 }
 
@@ -246,17 +230,11 @@ pub struct MailLog {
     pub kind: String,
     /// Recipient (redacted in every API view).
     pub recipient: String,
-    #[allow(missing_docs)]
     pub subject: String,
-    #[allow(missing_docs)]
     pub status: MailStatus,
-    #[allow(missing_docs)]
     pub attempts: u32,
-    #[allow(missing_docs)]
     pub last_error: Option<String>,
-    #[allow(missing_docs)]
     pub created_at: DateTime<Utc>,
-    #[allow(missing_docs)]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -278,7 +256,6 @@ pub struct DeadLetter {
     pub attempts: Vec<Attempt>,
     /// The last failure.
     pub last_error: Option<String>,
-    #[allow(missing_docs)]
     pub created_at: DateTime<Utc>,
     /// When it was put back in the outbox.
     pub replayed_at: Option<DateTime<Utc>>,

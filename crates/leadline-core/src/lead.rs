@@ -9,7 +9,20 @@ use crate::text::{Email, Phone, clean_opt, clean_text};
 use crate::validation::ValidationErrors;
 
 /// Where a lead is in the sales pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum LeadStatus {
     /// Just arrived.
@@ -30,18 +43,12 @@ impl LeadStatus {
 
     /// The stored form.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::New => "new",
-            Self::Contacted => "contacted",
-            Self::Quoted => "quoted",
-            Self::Won => "won",
-            Self::Lost => "lost",
-        }
+        self.into()
     }
 
     /// From the stored or query form.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s)
+        s.parse().ok()
     }
 
     /// The pipeline: `new → contacted → quoted → won`; any open status may be lost;
@@ -65,7 +72,6 @@ impl LeadStatus {
 /// Kinds of yacht.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
 pub enum YachtType {
     SailingYacht,
     Catamaran,
@@ -78,7 +84,6 @@ pub enum YachtType {
 /// Kinds of charter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
 pub enum CharterType {
     Bareboat,
     Skippered,
@@ -102,15 +107,10 @@ pub struct Guests {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Utm {
-    #[allow(missing_docs)]
     pub source: Option<String>,
-    #[allow(missing_docs)]
     pub medium: Option<String>,
-    #[allow(missing_docs)]
     pub campaign: Option<String>,
-    #[allow(missing_docs)]
     pub term: Option<String>,
-    #[allow(missing_docs)]
     pub content: Option<String>,
 }
 
@@ -204,43 +204,26 @@ pub struct Lead {
     pub tenant_id: TenantId,
     /// Pipeline status.
     pub status: LeadStatus,
-    #[allow(missing_docs)]
     pub name: String,
-    #[allow(missing_docs)]
     pub email: Email,
     /// As typed.
     pub phone: Option<String>,
     /// E.164.
     pub phone_e164: Option<String>,
-    #[allow(missing_docs)]
     pub charter_from: Option<NaiveDate>,
-    #[allow(missing_docs)]
     pub charter_to: Option<NaiveDate>,
-    #[allow(missing_docs)]
     pub flexible_dates: bool,
-    #[allow(missing_docs)]
     pub guests: Option<Guests>,
-    #[allow(missing_docs)]
     pub destination: Option<String>,
-    #[allow(missing_docs)]
     pub yacht_type: Option<YachtType>,
-    #[allow(missing_docs)]
     pub charter_type: Option<CharterType>,
-    #[allow(missing_docs)]
     pub yacht_id: Option<YachtId>,
-    #[allow(missing_docs)]
     pub budget: Option<Money>,
-    #[allow(missing_docs)]
     pub experience: Option<String>,
-    #[allow(missing_docs)]
     pub message: Option<String>,
-    #[allow(missing_docs)]
     pub locale: String,
-    #[allow(missing_docs)]
     pub source: Option<String>,
-    #[allow(missing_docs)]
     pub utm: Option<Utm>,
-    #[allow(missing_docs)]
     pub consent: Consent,
     /// Staff member handling it.
     pub assigned_to: Option<String>,
@@ -251,9 +234,7 @@ pub struct Lead {
     /// The earlier lead with the same email and dates, when this one came within
     /// ten minutes of it.
     pub duplicate_of: Option<LeadId>,
-    #[allow(missing_docs)]
     pub created_at: DateTime<Utc>,
-    #[allow(missing_docs)]
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency counter; bumps on every change.
     #[serde(skip)]
@@ -448,14 +429,6 @@ impl NewLeadRequest {
     }
 }
 
-fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// `PATCH /v1/leads/{id}` body.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -463,11 +436,11 @@ pub struct LeadPatch {
     /// New pipeline status; illegal moves answer 409.
     pub status: Option<LeadStatus>,
     /// Staff member; `null` clears.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "crate::validation::double_option")]
     #[schema(value_type = Option<String>)]
     pub assigned_to: Option<Option<String>>,
     /// Notes; `null` clears.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "crate::validation::double_option")]
     #[schema(value_type = Option<String>)]
     pub notes: Option<Option<String>>,
     /// Replaces the tags (at most 20, each at most 50 characters).

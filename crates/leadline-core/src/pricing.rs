@@ -54,7 +54,6 @@ pub struct DiscountInput {
 /// What a line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
 pub enum LineKind {
     CharterFee,
     Discount,

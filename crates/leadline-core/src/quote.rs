@@ -11,9 +11,11 @@ use crate::percent::Percent;
 use crate::pricing::{DiscountInput, Line, Payment};
 
 /// Where a quote is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, strum::IntoStaticStr, strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
 pub enum QuoteStatus {
     Draft,
     Sent,
@@ -26,28 +28,12 @@ pub enum QuoteStatus {
 impl QuoteStatus {
     /// The stored form.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Draft => "draft",
-            Self::Sent => "sent",
-            Self::Accepted => "accepted",
-            Self::Declined => "declined",
-            Self::Expired => "expired",
-            Self::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     /// From the stored or query form.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Draft,
-            Self::Sent,
-            Self::Accepted,
-            Self::Declined,
-            Self::Expired,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
+        s.parse().ok()
     }
 }
 
@@ -66,15 +52,11 @@ pub struct Quote {
     pub yacht_id: YachtId,
     /// The yacht's name when quoted.
     pub yacht_name: String,
-    #[allow(missing_docs)]
     pub status: QuoteStatus,
-    #[allow(missing_docs)]
     pub charter_from: NaiveDate,
-    #[allow(missing_docs)]
     pub charter_to: NaiveDate,
     /// People aboard.
     pub guests: u32,
-    #[allow(missing_docs)]
     pub charter_type: Option<CharterType>,
     /// The lines, in order.
     pub lines: Vec<Line>,
@@ -96,11 +78,8 @@ pub struct Quote {
     pub token: Option<String>,
     /// The booking made by accepting it.
     pub booking_id: Option<BookingId>,
-    #[allow(missing_docs)]
     pub created_at: DateTime<Utc>,
-    #[allow(missing_docs)]
     pub updated_at: DateTime<Utc>,
-    #[allow(missing_docs)]
     pub sent_at: Option<DateTime<Utc>>,
     /// When the client accepted or declined.
     pub answered_at: Option<DateTime<Utc>>,
@@ -260,17 +239,13 @@ pub struct Booking {
     #[serde(skip_serializing, default = "TenantId::unset")]
     #[schema(ignore)]
     pub tenant_id: TenantId,
-    #[allow(missing_docs)]
     pub yacht_id: YachtId,
-    #[allow(missing_docs)]
     pub quote_id: QuoteId,
-    #[allow(missing_docs)]
     pub lead_id: LeadId,
     /// First day.
     pub charter_from: NaiveDate,
     /// Last day; the next charter may start on it.
     pub charter_to: NaiveDate,
-    #[allow(missing_docs)]
     pub created_at: DateTime<Utc>,
 }
 

@@ -12,7 +12,10 @@ use crate::text::{Email, clean_opt, clean_text};
 use crate::validation::ValidationErrors;
 
 /// Whether a tenant's keys work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, strum::IntoStaticStr, strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     /// Keys work.
@@ -24,19 +27,12 @@ pub enum TenantStatus {
 impl TenantStatus {
     /// The stored form.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Suspended => "suspended",
-        }
+        self.into()
     }
 
     /// From the stored form.
     pub fn from_db(s: &str) -> Option<Self> {
-        match s {
-            "active" => Some(Self::Active),
-            "suspended" => Some(Self::Suspended),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }
 
@@ -153,15 +149,6 @@ impl Settings {
     }
 }
 
-/// Deserialises a field that may be absent (keep), `null` (clear) or a value (set).
-fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// A change to settings: the fields given replace the stored ones; `null` clears an
 /// optional field. Also the settings part of `POST /admin/tenants`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -172,11 +159,11 @@ pub struct SettingsPatch {
     /// Staff addresses told about new leads (at most 20).
     pub notification_emails: Option<Vec<String>>,
     /// Display name of the sender; `null` clears.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "crate::validation::double_option")]
     #[schema(value_type = Option<String>)]
     pub mail_from_name: Option<Option<String>>,
     /// Reply-To address; `null` clears.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "crate::validation::double_option")]
     #[schema(value_type = Option<String>)]
     pub reply_to: Option<Option<String>>,
     /// Whether a new lead gets an acknowledgement email.

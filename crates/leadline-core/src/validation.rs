@@ -81,3 +81,13 @@ pub fn date_in_range(d: chrono::NaiveDate) -> bool {
     use chrono::Datelike;
     (2000..=2199).contains(&d.year())
 }
+
+/// Deserialises a patch field that may be absent (keep: with `#[serde(default)]`
+/// it stays `None`), `null` (clear: `Some(None)`) or a value (set: `Some(Some(v))`).
+pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}

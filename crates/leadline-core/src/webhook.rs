@@ -74,9 +74,7 @@ pub struct WebhookEndpoint {
     pub previous_secret: Option<String>,
     /// End of the rotation overlap.
     pub previous_secret_until: Option<DateTime<Utc>>,
-    #[allow(missing_docs)]
     pub created_at: DateTime<Utc>,
-    #[allow(missing_docs)]
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency counter.
     #[serde(skip)]

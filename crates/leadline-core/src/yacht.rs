@@ -28,7 +28,6 @@ pub struct RateBand {
 /// How an extra is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
 pub enum ExtraUnit {
     PerCharter,
     PerDay,
@@ -80,18 +79,13 @@ pub struct Yacht {
     #[serde(skip_serializing, default = "TenantId::unset")]
     #[schema(ignore)]
     pub tenant_id: TenantId,
-    #[allow(missing_docs)]
     pub name: String,
-    #[allow(missing_docs)]
     #[serde(rename = "type")]
     pub yacht_type: YachtType,
     /// Length overall in metres.
     pub length_m: Option<f64>,
-    #[allow(missing_docs)]
     pub cabins: Option<u32>,
-    #[allow(missing_docs)]
     pub max_guests: u32,
-    #[allow(missing_docs)]
     pub home_port: Option<String>,
     /// Kinds of charter offered.
     pub charter_types: Vec<CharterType>,
@@ -109,9 +103,7 @@ pub struct Yacht {
     pub extras: Vec<Extra>,
     /// When archived (`DELETE`); archived yachts cannot be quoted.
     pub archived_at: Option<DateTime<Utc>>,
-    #[allow(missing_docs)]
     pub created_at: DateTime<Utc>,
-    #[allow(missing_docs)]
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency counter.
     #[serde(skip_serializing, default)]
@@ -123,32 +115,19 @@ pub struct Yacht {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct YachtInput {
-    #[allow(missing_docs)]
     pub name: Option<String>,
-    #[allow(missing_docs)]
     #[serde(rename = "type")]
     pub yacht_type: Option<YachtType>,
-    #[allow(missing_docs)]
     pub length_m: Option<f64>,
-    #[allow(missing_docs)]
     pub cabins: Option<u32>,
-    #[allow(missing_docs)]
     pub max_guests: Option<u32>,
-    #[allow(missing_docs)]
     pub home_port: Option<String>,
-    #[allow(missing_docs)]
     pub charter_types: Option<Vec<CharterType>>,
-    #[allow(missing_docs)]
     pub currency: Option<Currency>,
-    #[allow(missing_docs)]
     pub min_nights: Option<u32>,
-    #[allow(missing_docs)]
     pub apa_percent: Option<Percent>,
-    #[allow(missing_docs)]
     pub security_deposit: Option<Money>,
-    #[allow(missing_docs)]
     pub rates: Option<Vec<RateBand>>,
-    #[allow(missing_docs)]
     pub extras: Option<Vec<Extra>>,
 }
 

@@ -188,7 +188,7 @@ impl Application {
     /// requests finish for at most the configured grace, and closes the store.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let grace = self.state.config.shutdown_grace;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop = tokio_util::sync::CancellationToken::new();
         let dispatcher = crate::worker::Dispatcher::new(
             self.state.store.clone(),
             self.state.config.clone(),
@@ -198,9 +198,9 @@ impl Application {
         let janitor_task = tokio::spawn(crate::maintenance::janitor(
             self.state.store.clone(),
             self.state.config.clone(),
-            stop_rx.clone(),
+            stop.child_token(),
         ));
-        let dispatcher = tokio::spawn(dispatcher.run(stop_rx));
+        let dispatcher = tokio::spawn(dispatcher.run(stop.child_token()));
         let renew = tokio::spawn(self.state.claims.clone().renew(self.state.store.clone()));
         let limits = self.state.rate_limits.clone();
         let janitor = tokio::spawn(async move {
@@ -210,17 +210,18 @@ impl Application {
                 limits.shrink();
             }
         });
-        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let stopped = stopping.clone();
         let serve = axum::serve(
             self.listener,
             self.router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
-            let _ = tx.send(true);
+            stopping.cancel();
         });
         let bounded = async move {
-            let _ = rx.wait_for(|stopped| *stopped).await;
+            stopped.cancelled().await;
             tokio::time::sleep(grace).await;
         };
         let result = tokio::select! {
@@ -234,7 +235,7 @@ impl Application {
         janitor_task.abort();
         renew.abort();
         // Deliveries under way finish and are reported; the rest wait in the outbox.
-        let _ = stop_tx.send(true);
+        stop.cancel();
         if tokio::time::timeout(grace, dispatcher).await.is_err() {
             tracing::warn!("the outbox dispatcher did not stop within the shutdown grace; its leases will expire");
         }

@@ -23,55 +23,27 @@ pub enum LogFormat {
     Auto,
 }
 
-/// An IP network such as `10.0.0.0/8`.
+/// An IP network such as `10.0.0.0/8` (or a bare address: its own network).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(ipnet::IpNet);
 
 impl Cidr {
     /// Parses `addr/len` or a bare address.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (a, p) = s.split_once('/').unwrap_or((s, ""));
-        let addr: IpAddr = a.trim().parse().map_err(|_| format!("{s:?} is not an IP network"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = if p.is_empty() {
-            max
-        } else {
-            p.trim().parse().map_err(|_| format!("{s:?} has a bad prefix length"))?
-        };
-        if prefix > max {
-            return Err(format!("{s:?} has a prefix longer than {max}"));
-        }
-        Ok(Self { addr, prefix })
+        let t = s.trim();
+        t.parse::<ipnet::IpNet>()
+            .or_else(|_| t.parse::<IpAddr>().map(ipnet::IpNet::from))
+            .map(|n| Self(n.trunc()))
+            .map_err(|_| format!("{s:?} is not an IP network such as 10.0.0.0/8"))
     }
 
-    /// Whether `ip` is inside.
+    /// Whether `ip` is inside (an IPv4-mapped IPv6 address counts as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(i)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(self.prefix))
-                };
-                u32::from(n) & mask == u32::from(i) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(i)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(self.prefix))
-                };
-                u128::from(n) & mask == u128::from(i) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip)
     }
 }
 
@@ -531,5 +503,11 @@ mod tests {
         assert!(!c.contains("11.0.0.1".parse().expect("ip")));
         assert!(Cidr::parse("::1").expect("valid").contains("::1".parse().expect("ip")));
         assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(
+            Cidr::parse("10.1.2.3/8")
+                .expect("valid")
+                .contains("10.9.9.9".parse().expect("ip"))
+        );
+        assert!(c.contains("::ffff:10.0.0.1".parse().expect("ip")), "IPv4-mapped");
     }
 }

@@ -322,7 +322,7 @@ pub async fn restore(file: &Path, target: &Path, force: bool) -> Result<i64, Str
 pub async fn janitor(
     store: std::sync::Arc<dyn Store>,
     config: std::sync::Arc<Config>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     let holder = format!("janitor-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
     let interval = config.janitor_interval;
@@ -330,7 +330,7 @@ pub async fn janitor(
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {},
-            _ = stop.changed() => return,
+            () = stop.cancelled() => return,
         }
         let now = crate::clock::now();
         if matches!(store.try_lease("cleanup", &holder, now, now + lease).await, Ok(true)) {

@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-static STARTED: OnceLock<f64> = OnceLock::new();
+/// `process_*` metrics (CPU, memory, file descriptors, threads, start time), read
+/// from the operating system at each scrape by `metrics-process`.
+static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
 
 /// Request latency buckets, in seconds.
 const BUCKETS: &[f64] = &[
@@ -26,12 +28,6 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256
 /// appears from the first scrape on.
 pub fn init() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
-        STARTED.get_or_init(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0)
-        });
         let builder = PrometheusBuilder::new();
         let builder = match builder
             .set_buckets_for_metric(Matcher::Full("leadline_http_request_duration_seconds".into()), BUCKETS)
@@ -196,48 +192,12 @@ pub fn is_refusal(status: u16) -> bool {
 /// The exposition text, process metrics refreshed.
 pub fn render() -> String {
     let handle = init();
-    let mut out = handle.render();
-    out.push_str(&process_metrics());
-    out
-}
-
-/// `process_*` metrics read from `/proc` (Linux; empty elsewhere). Clock ticks are
-/// taken as 100 a second and pages as 4 KiB, the values on every Linux we run on.
-fn process_metrics() -> String {
-    let mut out = String::new();
-    if let Some(start) = STARTED.get() {
-        out.push_str(&format!(
-            "# HELP process_start_time_seconds Start time of the process since the Unix epoch.\n\
-             # TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {start}\n"
-        ));
-    }
-    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
-        && let Some(pages) = statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok())
-    {
-        out.push_str(&format!(
-            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
-                 # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n",
-            pages * 4096
-        ));
-    }
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            // utime and stime are fields 14 and 15 of the line, 11 and 12 here.
-            let cpu = (ticks(11) + ticks(12)) as f64 / 100.0;
-            out.push_str(&format!(
-                "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
-                 # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}\n"
-            ));
-        }
-    }
-    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        out.push_str(&format!(
-            "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}\n",
-            dir.count()
-        ));
-    }
-    out
+    PROCESS
+        .get_or_init(|| {
+            let c = metrics_process::Collector::default();
+            c.describe();
+            c
+        })
+        .collect();
+    handle.render()
 }

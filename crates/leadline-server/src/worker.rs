@@ -10,7 +10,8 @@ use leadline_core::retry::RetryPolicy;
 use leadline_store::Store;
 use lettre::message::Mailbox;
 use rand::Rng;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::clock;
 use crate::config::Config;
@@ -74,13 +75,13 @@ impl Dispatcher {
         self.config.webhook_timeout.max(self.config.smtp_timeout) + Duration::from_secs(45)
     }
 
-    /// Runs until `stop` turns true; deliveries under way are finished and reported.
+    /// Runs until `stop` is cancelled; deliveries under way are finished and reported.
     ///
     /// Up to [`BATCH`] deliveries run at once, each bounded by its timeout. As soon
     /// as some finish, their reports are recorded together and their slots are
     /// filled with new claims, so a target that never answers holds one slot for
     /// its timeout and delays nobody else's delivery.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: CancellationToken) {
         tracing::info!(worker = %self.id, "outbox dispatcher started");
         let mut running: tokio::task::JoinSet<AttemptReport> = tokio::task::JoinSet::new();
         let mut reporting = tokio::task::JoinSet::new();
@@ -95,7 +96,7 @@ impl Dispatcher {
                 reporting.spawn(async move { me.report(reports).await });
             }
             while reporting.try_join_next().is_some() {}
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 break;
             }
             let free = BATCH.saturating_sub(u32::try_from(running.len()).unwrap_or(BATCH));
@@ -125,7 +126,7 @@ impl Dispatcher {
                 }
                 () = self.notify.notified() => {},
                 () = tokio::time::sleep(self.config.worker_poll) => {},
-                _ = stop.changed() => {},
+                () = stop.cancelled() => {},
             }
         }
         while let Some(r) = running.join_next().await {

@@ -173,11 +173,8 @@ pub struct Range {
 /// Booked and held ranges of a yacht.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Availability {
-    #[allow(missing_docs)]
     pub yacht_id: YachtId,
-    #[allow(missing_docs)]
     pub from: NaiveDate,
-    #[allow(missing_docs)]
     pub to: NaiveDate,
     /// Confirmed bookings.
     pub booked: Vec<Range>,
