@@ -54,15 +54,37 @@ pub struct Application {
     _lock: Option<crate::claims::ServeLock>,
 }
 
-/// Startup failures.
+/// Startup failures, each with its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
     Store(#[from] leadline_store::StoreError),
-    /// Files or sockets.
+    /// A file of the data directory could not be made or written.
+    #[error("cannot write {path}: {source}")]
+    File {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another server holds the SQLite database, or its lock file cannot be taken.
     #[error("{0}")]
-    Io(String),
+    Locked(String),
+    /// Redis was named but its URL or connection is wrong.
+    #[error("redis: {0}")]
+    Redis(String),
+    /// The mail settings are wrong.
+    #[error("mail: {0}")]
+    Mail(String),
 }
 
 /// Reads the admin key from the configuration, else from `<data_dir>/admin.key`,
@@ -79,8 +101,10 @@ pub fn admin_key(config: &Config) -> Result<SecretString, StartError> {
             return Ok(k.into());
         }
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| StartError::Io(format!("cannot create {}: {e}", config.data_dir.display())))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::File {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let key = {
         use base64::Engine;
         use rand::RngCore;
@@ -88,7 +112,10 @@ pub fn admin_key(config: &Config) -> Result<SecretString, StartError> {
         rand::rng().fill_bytes(&mut b);
         format!("adm_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
     };
-    write_private(&path, &key).map_err(|e| StartError::Io(format!("cannot write {}: {e}", path.display())))?;
+    write_private(&path, &key).map_err(|source| StartError::File {
+        path: path.clone(),
+        source,
+    })?;
     tracing::info!(path = %path.display(), "generated an admin key; read it from this file");
     Ok(key.into())
 }
@@ -133,13 +160,16 @@ impl Application {
     pub async fn with_store(config: Config, store: Arc<dyn Store>, admin: &SecretString) -> Result<Self, StartError> {
         let lock = match crate::claims::sqlite_path(config.database_url.expose_secret()) {
             Some(path) if store.backend() == leadline_store::Backend::Sqlite => {
-                Some(crate::claims::ServeLock::acquire(&path).map_err(StartError::Io)?)
+                Some(crate::claims::ServeLock::acquire(&path).map_err(StartError::Locked)?)
             }
             _ => None,
         };
         let listener = TcpListener::bind(config.bind)
             .await
-            .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", config.bind)))?;
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })?;
         crate::metrics::init();
         let rate_limits = crate::ratelimit::RateLimits::new(
             config.rate_limit_public_per_minute,
@@ -150,7 +180,7 @@ impl Application {
             Some(url) => rate_limits
                 .shared(url.expose_secret(), &config.redis_key_prefix, config.redis_timeout)
                 .await
-                .map_err(StartError::Io)?,
+                .map_err(StartError::Redis)?,
             None => rate_limits,
         };
         let state = AppState {
@@ -165,7 +195,7 @@ impl Application {
         };
         // Fail at start, not at the first email, on a bad mail setting.
         crate::worker::Dispatcher::new(state.store.clone(), state.config.clone(), state.outbox.clone())
-            .map_err(StartError::Io)?;
+            .map_err(StartError::Mail)?;
         Ok(Self {
             listener,
             router: router(state.clone()),

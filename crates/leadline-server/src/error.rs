@@ -138,15 +138,30 @@ pub enum ApiError {
     /// The yacht is booked on some of the nights (409).
     #[error("booked")]
     Booked,
-    /// A bug or an outage (500); the cause is logged, never sent.
+    /// A bug or an outage (500); the cause, with its whole chain of sources, is
+    /// logged with the request id, never sent.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
-    /// An internal error from any cause (logged with the request id, not sent).
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        Self::Internal(e.to_string())
+    /// An internal error from any cause: an error (its sources are kept) or a
+    /// message.
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(e.into())
+    }
+
+    /// The cause of an internal error and each of its sources, `: `-joined.
+    pub fn cause_chain(&self) -> Option<String> {
+        let Self::Internal(e) = self else { return None };
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(s) = next {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            next = s.source();
+        }
+        Some(out)
     }
 
     /// The problem document for this error.
@@ -257,14 +272,14 @@ impl From<StoreError> for ApiError {
                 tracing::error!(cause = %why, "the database did not commit a write");
                 Self::Unavailable("The database cannot take writes right now; retry shortly.".into())
             }
-            other => Self::Internal(format!("store: {other}")),
+            other => Self::Internal(Box::new(other)),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
+        if let Some(cause) = self.cause_chain() {
             tracing::error!(cause = %cause, "internal error");
         }
         let problem = self.problem();
@@ -295,3 +310,34 @@ impl IntoResponse for ApiError {
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod cause {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("could not render the quote")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn an_internal_error_keeps_its_sources_and_sends_none() {
+        let e = ApiError::internal(Outer(std::io::Error::other("disk on fire")));
+        assert_eq!(
+            e.cause_chain().as_deref(),
+            Some("could not render the quote: disk on fire")
+        );
+        let p = e.problem();
+        assert_eq!(p.status, 500);
+        assert!(
+            !p.detail.contains("disk") && !p.detail.contains("render"),
+            "{}",
+            p.detail
+        );
+        let store = ApiError::from(StoreError::Corrupt("lead_x: bad json".into()));
+        assert!(store.cause_chain().is_some_and(|c| c.contains("bad json")));
+        assert_eq!(
+            ApiError::Taken.problem().detail,
+            "A resource with the same unique value already exists."
+        );
+    }
+}
