@@ -13,29 +13,10 @@ use leadline_store::Store;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
+use crate::auth::sha2_digest;
 use crate::config::Config;
-use crate::extract::{MAX_BODY, sha2_digest};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The database.
-    pub store: Arc<dyn Store>,
-    /// The configuration.
-    pub config: Arc<Config>,
-    /// SHA-256 of the admin key.
-    pub admin_key_hash: [u8; 32],
-    /// Per-IP rate limiters.
-    pub rate_limits: crate::ratelimit::RateLimits,
-    /// Wakes the outbox dispatcher.
-    pub outbox: Arc<tokio::sync::Notify>,
-    /// The idempotency claims of this process's running requests.
-    pub claims: Arc<crate::claims::Claims>,
-    /// The web origins some tenant allows (CORS preflights).
-    pub origins: Arc<crate::cors::AllowedOrigins>,
-    /// The demo company's publishable key, in demo mode (the widget demo page).
-    pub demo_key: Arc<std::sync::OnceLock<String>>,
-}
+use crate::extract::MAX_BODY;
+pub use crate::state::AppState;
 
 /// The longest a request's handler may run before it is answered 408.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

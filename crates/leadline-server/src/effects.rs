@@ -24,11 +24,12 @@ use leadline_store::{ClaimOutcome, IdempotencyClaim, Store};
 use serde::Serialize;
 use sha2::Digest;
 
-use crate::app::AppState;
+use crate::auth::Principal;
 use crate::clock;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::MAX_BODY;
 use crate::middleware::RequestId;
+use crate::state::AppState;
 
 #[derive(Debug, Clone)]
 struct State_ {
@@ -94,14 +95,14 @@ impl Effects {
         self
     }
 
-    /// Records who is acting (called by the authentication extractors).
-    pub fn set_actor(&self, actor_type: ActorType, actor_id: Option<String>, tenant: Option<TenantId>) {
+    /// The request acts through a quote's public link: its token, checked by the
+    /// quote page's handler, is the only credential that is not a key (keys are
+    /// read once, by `auth`, before the request has its effects).
+    pub fn act_as_public_link(&self, quote: &leadline_core::id::QuoteId, tenant: &TenantId) {
         self.with(|s| {
-            s.actor_type = actor_type;
-            s.actor_id = actor_id;
-            if tenant.is_some() {
-                s.tenant_id = tenant;
-            }
+            s.actor_type = ActorType::PublicLink;
+            s.actor_id = Some(quote.to_string());
+            s.tenant_id = Some(tenant.clone());
         });
     }
 
@@ -307,39 +308,27 @@ fn valid_key(k: &[u8]) -> bool {
 /// or a bad key, a suspended tenant, a publishable key off lead capture or from
 /// an origin the tenant does not allow. A publishable key's CORS grant is made
 /// here, so a replay carries it as the first answer did.
-async fn scope_of(state: &AppState, parts: &mut Parts, fx: &Effects) -> Option<String> {
-    if parts.uri.path().starts_with("/admin/") {
-        let given = parts.headers.get("x-admin-key")?;
-        return crate::extract::is_admin_key(state, given.as_bytes()).then(|| "admin".to_owned());
-    }
-    let token = parts
-        .headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")?
-        .trim()
-        .to_owned();
-    if !leadline_core::api_key::looks_like_key(&token) {
-        return None;
-    }
-    let (key, tenant) = crate::extract::find_key(state, parts, &token).await.ok()??;
-    if key.revoked_at.is_some() || tenant.status != leadline_core::tenant::TenantStatus::Active {
-        return None;
-    }
-    match key.kind {
-        leadline_core::api_key::KeyKind::Secret => Some(format!("{}:sk", tenant.id)),
-        leadline_core::api_key::KeyKind::Publishable => {
-            if !(parts.method == Method::POST && parts.uri.path() == "/v1/leads") {
-                return None;
+/// The idempotency scope of an authenticated request: `admin`, or the tenant and
+/// the kind of key; none for a request its route will refuse anyway.
+fn scope_of(principal: &Principal, parts: &Parts, fx: &Effects) -> Option<String> {
+    match principal {
+        Principal::Missing(_) | Principal::Invalid(_) => None,
+        Principal::Admin => Some("admin".to_owned()),
+        Principal::Key { tenant, .. } if tenant.status != leadline_core::tenant::TenantStatus::Active => None,
+        Principal::Key { key, tenant } => match key.kind {
+            leadline_core::api_key::KeyKind::Secret => Some(format!("{}:sk", tenant.id)),
+            leadline_core::api_key::KeyKind::Publishable => {
+                if !(parts.method == Method::POST && parts.uri.path() == "/v1/leads") {
+                    return None;
+                }
+                let origin = parts.headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+                let grant = crate::extract::publishable_origin(tenant, origin).ok()?;
+                if let Some(o) = grant {
+                    fx.grant_cors(o);
+                }
+                Some(format!("{}:pk", tenant.id))
             }
-            let origin = parts.headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-            let grant = crate::extract::publishable_origin(&tenant, origin).ok()?;
-            if let Some(o) = grant {
-                fx.grant_cors(o);
-            }
-            Some(format!("{}:pk", tenant.id))
-        }
+        },
     }
 }
 
@@ -428,15 +417,27 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
         return preflight(granted);
     }
 
+    // Authentication, once: everything after reads the principal.
+    let (mut parts, body) = req.into_parts();
+    let principal = if api {
+        crate::auth::authenticate(&state, &parts).await
+    } else {
+        Ok(Principal::Missing("This route takes no key."))
+    };
+    let (principal, refused) = match principal {
+        Ok(p) => (p, None),
+        Err(e) => (Principal::Missing("The key could not be checked."), Some(e)),
+    };
+    let (actor_type, actor_id, tenant_id) = principal.actor();
     let fx = Effects::new(State_ {
         request_id: Some(request_id.clone()),
         ip,
         user_agent,
         method: method.to_string(),
         route: route.clone(),
-        actor_type: ActorType::Anonymous,
-        actor_id: None,
-        tenant_id: None,
+        actor_type,
+        actor_id,
+        tenant_id,
         resource_id: None,
         details: serde_json::Value::Null,
         claim: None,
@@ -446,7 +447,10 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
         done: false,
         discard: false,
     });
-    let (mut parts, body) = req.into_parts();
+    if let Some(e) = refused {
+        return finish(&state, &fx, e.into_response(), auditable).await;
+    }
+    parts.extensions.insert(principal.clone());
     parts.extensions.insert(fx.clone());
     let mut body = body;
 
@@ -459,7 +463,7 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
                 .into_response();
             return finish(&state, &fx, res, auditable).await;
         }
-        if let Some(scope) = scope_of(&state, &mut parts, &fx).await {
+        if let Some(scope) = scope_of(&principal, &parts, &fx) {
             let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
                 Ok(b) => b,
                 Err(_) => return finish(&state, &fx, ApiError::PayloadTooLarge.into_response(), auditable).await,

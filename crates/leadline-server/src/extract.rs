@@ -4,17 +4,14 @@ use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use leadline_core::api_key::{ApiKey, KeyKind, hash_key, looks_like_key};
+use leadline_core::api_key::{ApiKey, KeyKind};
 use leadline_core::tenant::{Tenant, TenantStatus};
 use leadline_store::Scoped;
 use serde::de::DeserializeOwned;
-use subtle::ConstantTimeEq;
 
-use leadline_core::audit::ActorType;
-
-use crate::app::AppState;
-use crate::effects::Effects;
+use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Largest accepted body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -233,60 +230,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
     }
 }
 
+/// The request's [`Principal`], as the authentication layer found it.
+fn principal(parts: &Parts) -> Result<&Principal, ApiError> {
+    parts
+        .extensions
+        .get::<Principal>()
+        .ok_or_else(|| ApiError::internal("the authentication layer did not run"))
+}
+
 /// The admin, authenticated by `X-Admin-Key`.
 pub struct Admin;
 
-impl<S: Send + Sync> FromRequestParts<S> for Admin
-where
-    AppState: FromRef<S>,
-{
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let state = AppState::from_ref(state);
-        let given = parts
-            .headers
-            .get("x-admin-key")
-            .ok_or(ApiError::Unauthorized("This route needs the X-Admin-Key header."))?;
-        if is_admin_key(&state, given.as_bytes()) {
-            if let Some(fx) = parts.extensions.get::<Effects>() {
-                fx.set_actor(ActorType::Admin, Some("admin".into()), None);
-            }
-            Ok(Admin)
-        } else {
-            Err(ApiError::Unauthorized("The admin key is not valid."))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match principal(parts)? {
+            Principal::Admin => Ok(Admin),
+            Principal::Missing(why) | Principal::Invalid(why) => Err(ApiError::Unauthorized(why)),
+            Principal::Key { .. } => Err(ApiError::Unauthorized("This route needs the X-Admin-Key header.")),
         }
     }
-}
-
-/// Whether `given` is the admin key. Hashes are compared, so the comparison takes
-/// the same time whatever the length, in constant time.
-pub(crate) fn is_admin_key(state: &AppState, given: &[u8]) -> bool {
-    sha2_digest(given).ct_eq(&state.admin_key_hash).into()
-}
-
-/// The key a request authenticates with, looked up once per request: the
-/// idempotency layer may have found it already.
-#[derive(Clone)]
-struct ResolvedKey(Option<(ApiKey, Tenant)>);
-
-/// Finds the tenant key `token`, reusing an earlier lookup of the same request.
-pub(crate) async fn find_key(
-    state: &AppState,
-    parts: &mut Parts,
-    token: &str,
-) -> leadline_store::Result<Option<(ApiKey, Tenant)>> {
-    if let Some(ResolvedKey(found)) = parts.extensions.get::<ResolvedKey>() {
-        return Ok(found.clone());
-    }
-    let found = state.store.find_api_key(&hash_key(token)).await?;
-    parts.extensions.insert(ResolvedKey(found.clone()));
-    Ok(found)
-}
-
-pub(crate) fn sha2_digest(b: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(b).into()
 }
 
 /// A tenant, authenticated by `Authorization: Bearer sk_...` or `pk_...`.
@@ -312,43 +276,25 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let state = AppState::from_ref(state);
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or(ApiError::Unauthorized(
-            "This route needs `Authorization: Bearer <key>`.",
-        ))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(ApiError::Unauthorized(
-                "The Authorization header must be `Bearer <key>`.",
-            ))?;
-        if !looks_like_key(token) {
-            return Err(ApiError::Unauthorized("The API key is not valid."));
-        }
-        let token = token.to_owned();
-        let (key, tenant) = find_key(&state, parts, &token)
-            .await?
-            .ok_or(ApiError::Unauthorized("The API key is not valid."))?;
-        if key.revoked_at.is_some() {
-            // The same answer as for a key that never existed: no oracle.
-            return Err(ApiError::Unauthorized("The API key is not valid."));
-        }
-        tracing::Span::current().record("tenant_id", tracing::field::display(&tenant.id));
-        if let Some(fx) = parts.extensions.get::<Effects>() {
-            let actor = match key.kind {
-                KeyKind::Secret => ActorType::SecretKey,
-                KeyKind::Publishable => ActorType::PublishableKey,
-            };
-            fx.set_actor(actor, Some(key.id.to_string()), Some(tenant.id.clone()));
-        }
+        let (key, tenant) = match principal(parts)? {
+            Principal::Key { key, tenant } => (ApiKey::clone(key), Tenant::clone(tenant)),
+            Principal::Missing(why) | Principal::Invalid(why) => return Err(ApiError::Unauthorized(why)),
+            Principal::Admin => {
+                return Err(ApiError::Unauthorized(
+                    "This route needs `Authorization: Bearer <key>`.",
+                ));
+            }
+        };
         if tenant.status == TenantStatus::Suspended {
             return Err(ApiError::Forbidden(
                 "This account is suspended; contact the operator.".into(),
             ));
         }
-        Ok(Self { tenant, key, state })
+        Ok(Self {
+            tenant,
+            key,
+            state: AppState::from_ref(state),
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Leadline's server: the HTTP API, configuration, startup and the CLI.
 
 pub mod app;
+pub mod auth;
 pub mod claims;
 pub mod cli;
 pub mod clock;
@@ -20,5 +21,6 @@ pub mod net;
 pub mod ops;
 pub mod outbound;
 pub mod ratelimit;
+pub mod state;
 pub mod telemetry;
 pub mod worker;

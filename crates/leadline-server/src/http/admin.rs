@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::effects::Effects;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Admin, AppJson, AppQuery};
 use crate::ops;
+use crate::state::AppState;
 
 /// A new tenant and its first keys; the keys are shown this once.
 #[derive(Serialize, utoipa::ToSchema)]

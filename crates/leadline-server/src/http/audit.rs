@@ -11,10 +11,10 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppQuery, SecretKey};
+use crate::state::AppState;
 
 /// Filters and pagination of an audit listing.
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -12,11 +12,11 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::clock;
 use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppQuery, SecretKey};
+use crate::state::AppState;
 
 /// Pagination and the kind filter.
 #[derive(Deserialize, utoipa::IntoParams)]

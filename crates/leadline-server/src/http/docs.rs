@@ -5,8 +5,8 @@
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::http::assets::Asset;
+use crate::state::AppState;
 
 const REDOC: &[u8] = include_bytes!("../../assets/redoc.standalone.js");
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Health answer.
 #[derive(Serialize, utoipa::ToSchema)]

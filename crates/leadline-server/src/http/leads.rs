@@ -15,12 +15,12 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::clock;
 use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events;
 use crate::extract::{AppJson, AppQuery, SecretKey, TenantAuth};
+use crate::state::AppState;
 
 /// Capture an inquiry. With a publishable key from a browser, the `Origin` must be
 /// one of the tenant's `allowed_origins` when that list is set. The same email and

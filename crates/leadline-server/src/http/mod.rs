@@ -5,7 +5,7 @@ use utoipa::openapi::security::{ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthSch
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub mod admin;
 pub mod assets;

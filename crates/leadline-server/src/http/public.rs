@@ -5,17 +5,16 @@
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use leadline_core::audit::ActorType;
 use leadline_core::change::{Change, ChangeSet};
 use leadline_core::quote::{Quote, QuoteStatus};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::clock;
 use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events;
+use crate::state::AppState;
 
 const PAGE: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -147,7 +146,7 @@ fn back_to_page(token: &str) -> Response {
 
 async fn answer(s: &AppState, fx: &Effects, token: &str, accept: bool) -> ApiResult<Response> {
     let (q, tenant) = load(s, token).await?;
-    fx.set_actor(ActorType::PublicLink, Some(q.id.to_string()), Some(q.tenant_id.clone()));
+    fx.act_as_public_link(&q.id, &q.tenant_id);
     fx.set_resource(&q.id);
     let now = clock::now();
     let lead = s.store.get_lead(&q.tenant_id, &q.lead_id).await?;

@@ -15,12 +15,12 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::clock;
 use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events;
 use crate::extract::{AppJson, AppQuery, SecretKey, TenantAuth};
+use crate::state::AppState;
 
 /// The client's page of a sent quote.
 pub fn quote_url(s: &AppState, token: &str) -> String {

@@ -8,11 +8,11 @@ use leadline_core::tenant::{Settings, SettingsPatch};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::clock;
 use crate::effects::Effects;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{AppJson, SecretKey};
+use crate::state::AppState;
 
 /// The settings.
 #[utoipa::path(get, path = "/v1/settings", tag = "settings", security(("secret_key" = [])),

@@ -13,11 +13,11 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::clock;
 use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, SecretKey, TenantAuth};
+use crate::state::AppState;
 
 /// An endpoint with its signing secret, shown at creation and rotation only.
 #[derive(Serialize, utoipa::ToSchema)]

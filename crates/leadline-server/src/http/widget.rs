@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::AppQuery;
+use crate::state::AppState;
 
 /// The shortest time a person takes to fill the form, in milliseconds: a lead
 /// sent sooner after the form was shown is taken for a bot's (see `form` of

@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::clock;
 use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, SecretKey, TenantAuth};
+use crate::state::AppState;
 
 /// Pagination of the fleet.
 #[derive(Deserialize, utoipa::IntoParams)]
