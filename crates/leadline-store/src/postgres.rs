@@ -6,7 +6,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::cache::ReadCache;
 use crate::common::{common_queries, common_writes};
-use crate::migrate::{CREATE_TABLE, Migration, POSTGRES};
+use crate::migrate::POSTGRES;
 use crate::{Backend, Store};
 
 type Db = sqlx::Postgres;
@@ -52,6 +52,16 @@ impl PgStore {
     }
 }
 
+/// sqlx's migration history table on PostgreSQL (as its migrator makes it).
+const PG_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+    success BOOLEAN NOT NULL,
+    checksum BYTEA NOT NULL,
+    execution_time BIGINT NOT NULL
+)";
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> Backend {
@@ -59,37 +69,55 @@ impl Store for PgStore {
     }
 
     async fn migrate(&self) -> crate::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        // Several instances may start at once: one migrates, the others wait.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(CREATE_TABLE).execute(&mut *tx).await?;
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-            .fetch_all(&mut *tx)
-            .await?;
-        let pending: Vec<&Migration> = POSTGRES.iter().filter(|m| !applied.contains(&m.version)).collect();
-        for m in pending {
-            sqlx::Executor::execute(&mut *tx, m.sql).await?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(m.version)
-                .bind(m.name)
-                .bind(chrono::Utc::now().to_rfc3339())
+        {
+            // Several instances may start at once: one moves an old history, the
+            // others wait (the migrator takes its own lock for the rest).
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK)
                 .execute(&mut *tx)
                 .await?;
-            tracing::info!(version = m.version, name = m.name, "applied migration");
+            let legacy: bool = sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL")
+                .fetch_one(&mut *tx)
+                .await?;
+            if legacy {
+                let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                sqlx::query(PG_MIGRATIONS_TABLE).execute(&mut *tx).await?;
+                for (version, name, checksum) in crate::migrate::adoption(POSTGRES, &applied) {
+                    sqlx::query(
+                        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                         VALUES ($1, $2, TRUE, $3, 0) ON CONFLICT (version) DO NOTHING",
+                    )
+                    .bind(version)
+                    .bind(name)
+                    .bind(checksum)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query("DROP TABLE schema_migrations").execute(&mut *tx).await?;
+                tracing::info!(versions = applied.len(), "migration history moved to _sqlx_migrations");
+            }
+            tx.commit().await?;
         }
-        tx.commit().await?;
-        Ok(())
+        // On a connection of its own, closed afterwards: the migrator's session
+        // lock is not released when it refuses to run (an edited migration).
+        let mut conn = <PgConnection as sqlx::Connection>::connect_with(&self.pool.connect_options()).await?;
+        let ran = crate::migrate::migrator(POSTGRES)
+            .await?
+            .run_direct(&mut conn)
+            .await
+            .map_err(|e| StoreError::Config(format!("migrations: {e}")));
+        sqlx::Connection::close(conn).await?;
+        ran
     }
 
     async fn ready(&self) -> crate::Result<bool> {
-        let latest = POSTGRES.last().map(|m| m.version).unwrap_or(0);
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
             .fetch_one(&self.pool)
             .await?;
-        Ok(v == Some(latest))
+        Ok(v == Some(crate::migrate::latest(POSTGRES)))
     }
 
     async fn commit(&self, changes: ChangeSet) -> crate::Result<Committed> {

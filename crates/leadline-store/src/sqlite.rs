@@ -45,13 +45,30 @@ pub async fn check_file(path: &std::path::Path) -> crate::Result<i64> {
     if verdict != "ok" {
         return Err(StoreError::Corrupt(format!("integrity check: {verdict}")));
     }
-    let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+    // A backup made before the migrator kept checksums has `schema_migrations`.
+    let version: Option<i64> = match sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
         .fetch_one(&mut conn)
         .await
-        .map_err(|_| StoreError::Corrupt("not a Leadline database (no schema_migrations)".into()))?;
+    {
+        Ok(v) => v,
+        Err(_) => sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|_| StoreError::Corrupt("not a Leadline database (no migration history)".into()))?,
+    };
     conn.close().await?;
     version.ok_or_else(|| StoreError::Corrupt("not a Leadline database (no migration applied)".into()))
 }
+
+/// sqlx's migration history table on SQLite (as its migrator makes it).
+const SQLITE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    success BOOLEAN NOT NULL,
+    checksum BLOB NOT NULL,
+    execution_time BIGINT NOT NULL
+)";
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -183,15 +200,54 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> crate::Result<()> {
-        self.write(write::migrate).await
+        // On a connection of its own: the writer's idles meanwhile (start-up) and
+        // sees the new schema on its next statement.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(self.backup_opts.clone())
+            .await?;
+        let legacy: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if legacy > 0 {
+            let mut tx = pool.begin().await?;
+            let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+                .fetch_all(&mut *tx)
+                .await?;
+            sqlx::query(SQLITE_MIGRATIONS_TABLE).execute(&mut *tx).await?;
+            for (version, name, checksum) in crate::migrate::adoption(SQLITE, &applied) {
+                sqlx::query(
+                    "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                     VALUES ($1, $2, TRUE, $3, 0) ON CONFLICT (version) DO NOTHING",
+                )
+                .bind(version)
+                .bind(name)
+                .bind(checksum)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("DROP TABLE schema_migrations").execute(&mut *tx).await?;
+            tx.commit().await?;
+            tracing::info!(versions = applied.len(), "migration history moved to _sqlx_migrations");
+        }
+        pool.close().await;
+        let mut conn = SqliteConnection::connect_with(&self.backup_opts).await?;
+        let ran = crate::migrate::migrator(SQLITE)
+            .await?
+            .run_direct(&mut conn)
+            .await
+            .map_err(|e| StoreError::Config(format!("migrations: {e}")));
+        sqlx::Connection::close(conn).await?;
+        ran
     }
 
     async fn ready(&self) -> crate::Result<bool> {
-        let latest = SQLITE.last().map(|m| m.version).unwrap_or(0);
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
             .fetch_one(&self.readers)
             .await?;
-        Ok(v == Some(latest))
+        Ok(v == Some(crate::migrate::latest(SQLITE)))
     }
 
     fn write_fault(&self) -> Option<WriteFault> {

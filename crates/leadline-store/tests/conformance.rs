@@ -72,6 +72,7 @@ conformance!(
     a_failed_change_set_commits_nothing,
     concurrent_identical_leads_have_one_first,
     readiness_reports_migrations,
+    an_edited_applied_migration_is_refused_and_an_old_history_is_adopted,
     idempotency_claims,
     idempotency_claims_have_holders,
     a_lone_servers_claim_is_written_with_its_outcome,
@@ -994,5 +995,94 @@ async fn readiness_reports_migrations(b: Backend) {
     s.migrate().await.expect("migrate");
     assert!(s.ready().await.expect("ready"));
     assert_eq!(s.backend(), b);
+    s.close().await;
+}
+
+/// Runs statements straight on the database; returns the first column of the
+/// last one's rows as text.
+async fn raw(b: Backend, url: &str, statements: &[&str]) -> Vec<String> {
+    use sqlx::Row;
+    let mut out = Vec::new();
+    match b {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.expect("sqlite");
+            for q in statements {
+                let rows = sqlx::query(q).fetch_all(&pool).await.expect(q);
+                out = rows
+                    .iter()
+                    .map(|r| r.try_get::<String, _>(0).unwrap_or_default())
+                    .collect();
+            }
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.expect("postgres");
+            for q in statements {
+                let rows = sqlx::query(q).fetch_all(&pool).await.expect(q);
+                out = rows
+                    .iter()
+                    .map(|r| r.try_get::<String, _>(0).unwrap_or_default())
+                    .collect();
+            }
+            pool.close().await;
+        }
+    }
+    out
+}
+
+/// Migrations are checksummed: a database on which an applied migration differs
+/// from the binary's (here its recorded checksum is changed, as an edited file
+/// would make it) is refused at start. A database migrated before checksums were
+/// kept (`schema_migrations`) has its history adopted, with the same checksums a
+/// fresh database records.
+async fn an_edited_applied_migration_is_refused_and_an_old_history_is_adopted(b: Backend) {
+    let db = TestDb::create(b).await;
+    let s = leadline_store::open(&db.url).await.expect("open");
+    s.migrate().await.expect("migrate");
+    let checksums = "SELECT CAST(version AS TEXT) || ':' || description || ':' || CAST(success AS TEXT) \
+                     FROM _sqlx_migrations ORDER BY version";
+    let fresh = raw(b, &db.url, &[checksums]).await;
+    let hex = match b {
+        Backend::Sqlite => "SELECT hex(checksum) FROM _sqlx_migrations ORDER BY version",
+        Backend::Postgres => "SELECT encode(checksum, 'hex') FROM _sqlx_migrations ORDER BY version",
+    };
+    let fresh_sums = raw(b, &db.url, &[hex]).await;
+    assert!(
+        fresh.len() >= 6 && fresh_sums.iter().all(|c| c.len() == 96),
+        "{fresh:?} {fresh_sums:?}"
+    );
+
+    let edit = match b {
+        Backend::Sqlite => "UPDATE _sqlx_migrations SET checksum = X'00' WHERE version = 2",
+        Backend::Postgres => "UPDATE _sqlx_migrations SET checksum = decode('00', 'hex') WHERE version = 2",
+    };
+    raw(b, &db.url, &[edit]).await;
+    let err = s.migrate().await.expect_err("an edited migration is refused");
+    assert!(err.to_string().contains("modified"), "{err}");
+
+    // An old history: schema_migrations only.
+    raw(
+        b,
+        &db.url,
+        &[
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+            "INSERT INTO schema_migrations (version, name, applied_at) \
+             SELECT version, description, 'then' FROM _sqlx_migrations",
+            "DROP TABLE _sqlx_migrations",
+        ],
+    )
+    .await;
+    assert!(!s.ready().await.unwrap_or(false), "not ready with an old history");
+    s.migrate().await.expect("adopted");
+    assert!(s.ready().await.expect("ready"));
+    assert_eq!(raw(b, &db.url, &[checksums]).await, fresh);
+    assert_eq!(raw(b, &db.url, &[hex]).await, fresh_sums, "the binary's checksums");
+    let old_table = match b {
+        Backend::Sqlite => "SELECT name FROM sqlite_master WHERE name = 'schema_migrations'",
+        Backend::Postgres => {
+            "SELECT CAST(to_regclass('schema_migrations') AS TEXT) WHERE to_regclass('schema_migrations') IS NOT NULL"
+        }
+    };
+    assert!(raw(b, &db.url, &[old_table]).await.is_empty(), "the old table is gone");
     s.close().await;
 }

@@ -18,7 +18,6 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, Statement};
 
 use crate::common::{LEAD_COLUMNS, OUTBOX_COLUMNS, enum_text};
-use crate::migrate::{CREATE_TABLE, SQLITE};
 use crate::{ClaimOutcome, IdempotencyClaim, StoreError};
 
 type Result<T> = crate::Result<T>;
@@ -132,24 +131,6 @@ fn query<T>(
         out.push(f(row)?);
     }
     Ok(out)
-}
-
-/// Applies migrations not applied yet.
-pub(crate) fn migrate(conn: &Connection) -> Result<()> {
-    conn.execute_batch(CREATE_TABLE)?;
-    let applied = query(conn, "SELECT version FROM schema_migrations", &[], |r| {
-        Ok(r.get::<_, i64>(0)?)
-    })?;
-    for m in SQLITE.iter().filter(|m| !applied.contains(&m.version)) {
-        conn.execute_batch(m.sql)?;
-        exec(
-            conn,
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            &[int(m.version), s(m.name), s(&Utc::now().to_rfc3339())],
-        )?;
-        tracing::info!(version = m.version, name = m.name, "applied migration");
-    }
-    Ok(())
 }
 
 /// Rewrites the writer's probe row (a write that tells whether the disk takes one).
