@@ -5,7 +5,6 @@ use sqlx::PgConnection;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::cache::ReadCache;
-use crate::common::{common_queries, common_writes};
 use crate::migrate::POSTGRES;
 use crate::{Backend, Store};
 
@@ -15,8 +14,28 @@ type Conn = PgConnection;
 /// The row-locking clause of this backend.
 const ROW_LOCK: &str = " FOR UPDATE";
 
-common_queries!();
-common_writes!();
+use crate::{ClaimOutcome, IdempotencyClaim};
+use crate::{Committed, StoreError};
+use leadline_core::api_key::ApiKey;
+use leadline_core::audit::{AuditEntry, AuditFilter};
+use leadline_core::change::ChangeSet;
+use leadline_core::delivery::{AttemptReport, DeadLetter, MailLog, MessageKind, OutboxMessage};
+use leadline_core::id::QuoteId;
+use leadline_core::id::{DeadLetterId, MsgId, WebhookEndpointId};
+use leadline_core::id::{LeadId, TenantId, YachtId};
+use leadline_core::lead::{Lead, LeadFilter};
+use leadline_core::page::PageRequest;
+use leadline_core::quote::{Booking, Quote, QuoteStatus};
+use leadline_core::tenant::Tenant;
+use leadline_core::webhook::WebhookEndpoint;
+use leadline_core::yacht::Yacht;
+// Compiled once per backend, against its own `Db`.
+#[allow(clippy::duplicate_mod)]
+#[path = "reads.rs"]
+mod reads;
+mod write;
+use reads::*;
+use write::*;
 
 /// Serialises concurrent inserts of the same duplicate key until the transaction
 /// ends, so exactly one of two simultaneous identical leads is first.

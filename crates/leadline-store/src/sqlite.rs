@@ -13,7 +13,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, SqliteConnection};
 
 use crate::cache::ReadCache;
-use crate::common::common_queries;
 use crate::migrate::SQLITE;
 use crate::{Backend, Store};
 
@@ -26,7 +25,26 @@ pub use writer::{WriteFault, WriterOptions, WriterStats};
 
 type Db = sqlx::Sqlite;
 
-common_queries!();
+use crate::{ClaimOutcome, IdempotencyClaim};
+use crate::{Committed, StoreError};
+use leadline_core::api_key::ApiKey;
+use leadline_core::audit::{AuditEntry, AuditFilter};
+use leadline_core::change::ChangeSet;
+use leadline_core::delivery::{AttemptReport, DeadLetter, MailLog, MessageKind, OutboxMessage};
+use leadline_core::id::QuoteId;
+use leadline_core::id::{DeadLetterId, MsgId, WebhookEndpointId};
+use leadline_core::id::{LeadId, TenantId, YachtId};
+use leadline_core::lead::{Lead, LeadFilter};
+use leadline_core::page::PageRequest;
+use leadline_core::quote::{Booking, Quote, QuoteStatus};
+use leadline_core::tenant::Tenant;
+use leadline_core::webhook::WebhookEndpoint;
+use leadline_core::yacht::Yacht;
+// Compiled once per backend, against its own `Db`.
+#[allow(clippy::duplicate_mod)]
+#[path = "reads.rs"]
+mod reads;
+use reads::*;
 
 /// Checks a database file (a backup, before a restore): it opens read-only, passes
 /// `PRAGMA integrity_check`, and is a Leadline database. Returns its schema version.
