@@ -185,6 +185,21 @@ pub struct AttemptReport {
     pub disable_endpoint: bool,
 }
 
+impl AttemptReport {
+    /// What the attempt leaves the message and its mail log as: delivered (sent),
+    /// waiting for `retry_at` (queued), or dead (failed), which makes it a dead
+    /// letter. The retry policy (`crate::retry`) chose `retry_at`.
+    pub fn outcome(&self) -> (MessageStatus, MailStatus) {
+        if self.attempt.success {
+            (MessageStatus::Delivered, MailStatus::Sent)
+        } else if self.retry_at.is_some() {
+            (MessageStatus::Pending, MailStatus::Queued)
+        } else {
+            (MessageStatus::Dead, MailStatus::Failed)
+        }
+    }
+}
+
 /// Where an email is.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, strum::IntoStaticStr, strum::EnumString,
@@ -259,4 +274,41 @@ pub struct DeadLetter {
     pub created_at: DateTime<Utc>,
     /// When it was put back in the outbox.
     pub replayed_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_delivers_waits_or_makes_a_dead_letter() {
+        let now = Utc::now();
+        let report = |success: bool, retry_at: Option<DateTime<Utc>>| AttemptReport {
+            message_id: MsgId::generate(),
+            worker: "w".into(),
+            attempt: Attempt {
+                attempt: 3,
+                at: now,
+                success,
+                code: None,
+                detail: None,
+                latency_ms: 1,
+            },
+            retry_at,
+            disable_endpoint: false,
+        };
+        assert_eq!(
+            report(true, None).outcome(),
+            (MessageStatus::Delivered, MailStatus::Sent)
+        );
+        assert_eq!(
+            report(true, Some(now)).outcome(),
+            (MessageStatus::Delivered, MailStatus::Sent)
+        );
+        assert_eq!(
+            report(false, Some(now)).outcome(),
+            (MessageStatus::Pending, MailStatus::Queued)
+        );
+        assert_eq!(report(false, None).outcome(), (MessageStatus::Dead, MailStatus::Failed));
+    }
 }

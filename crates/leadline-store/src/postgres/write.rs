@@ -118,13 +118,8 @@ pub(super) async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) 
     .execute(&mut *conn)
     .await?;
     let attempts = i64::from(a.attempt);
-    let (status, mail_status) = if a.success {
-        ("delivered", "sent")
-    } else if rep.retry_at.is_some() {
-        ("pending", "queued")
-    } else {
-        ("dead", "failed")
-    };
+    let (status, mail_status) = rep.outcome();
+    let (status, mail_status): (&str, &str) = (status.as_str(), mail_status.as_str());
     let last_error = if a.success { None } else { a.detail.clone() };
     sqlx::query(
         "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = COALESCE($4, next_attempt_at), \

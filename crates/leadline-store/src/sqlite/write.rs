@@ -857,13 +857,8 @@ pub(crate) fn report(conn: &Connection, rep: &AttemptReport) -> Result<bool> {
             int(i64::try_from(a.latency_ms).unwrap_or(i64::MAX)),
         ],
     )?;
-    let (status, mail_status) = if a.success {
-        ("delivered", "sent")
-    } else if rep.retry_at.is_some() {
-        ("pending", "queued")
-    } else {
-        ("dead", "failed")
-    };
+    let (status, mail_status) = rep.outcome();
+    let (status, mail_status): (&str, &str) = (status.as_str(), mail_status.as_str());
     let last_error = if a.success { None } else { a.detail.as_deref() };
     exec(
         conn,
