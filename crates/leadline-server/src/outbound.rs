@@ -147,7 +147,7 @@ pub async fn deliver(
     if let Err(e) = check_target(&ep.url, allow_private).await {
         return fail(format!("target refused: the URL {e}"), false);
     }
-    let now = chrono::Utc::now();
+    let now = crate::clock::now();
     let ts = now.timestamp();
     let sigs: Vec<String> = ep
         .signing_secrets(now)

@@ -3,11 +3,13 @@
 
 mod common;
 
+use common::Go;
+
 use common::{ADMIN_KEY, Backend, TestApp, problem};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-both_backends!(
+leadline_store::both_backends!(
     admin_key_is_required,
     tenants_are_created_listed_read_and_patched,
     settings_read_patch_and_validation,
@@ -22,36 +24,24 @@ async fn admin_key_is_required(b: Backend) {
         (Method::POST, "/admin/tenants"),
         (Method::GET, "/admin/tenants/ten_01jd6c8m2f0000000000000000"),
     ] {
-        problem(
-            app.client.request(m.clone(), app.url(p)).send().await.expect("send"),
-            401,
-        )
-        .await;
+        problem(app.client.request(m.clone(), app.url(p)).go().await, 401).await;
         let wrong = app
             .client
             .request(m.clone(), app.url(p))
             .header("X-Admin-Key", format!("{ADMIN_KEY}x"));
-        problem(wrong.send().await.expect("send"), 401).await;
+        problem(wrong.go().await, 401).await;
         let short = app.client.request(m, app.url(p)).header("X-Admin-Key", &ADMIN_KEY[..5]);
-        problem(short.send().await.expect("send"), 401).await;
+        problem(short.go().await, 401).await;
     }
     // A tenant key is not an admin key.
     let t = app.tenant("Aegean Blue").await;
-    problem(
-        app.with_key(Method::GET, "/admin/tenants", &t.sk)
-            .send()
-            .await
-            .expect("send"),
-        401,
-    )
-    .await;
+    problem(app.with_key(Method::GET, "/admin/tenants", &t.sk).go().await, 401).await;
     let res = app
         .client
         .get(app.url("/admin/tenants"))
         .header("X-Admin-Key", &t.sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     problem(res, 401).await;
 }
 
@@ -60,9 +50,7 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
     let res = app
         .admin(Method::POST, "/admin/tenants")
         .json(&json!({"name": "Aegean Blue Charters", "notification_emails": ["ops@aegean.example"], "vat_percent": "13", "currency": "EUR"}))
-        .send()
-        .await
-        .expect("send");
+        .go().await;
     assert_eq!(res.status(), 201);
     let created: Value = res.json().await.expect("json");
     let t = &created["tenant"];
@@ -89,9 +77,8 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
     let res = app
         .admin(Method::POST, "/admin/tenants")
         .json(&json!({"name": "Aegean Blue Charters"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     problem(res, 409).await;
     // Bad bodies.
     for (body, status) in [
@@ -103,24 +90,15 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
         (json!({"name": "X Y", "vat_percent": "13.333"}), 422),
         (json!({"name": "X Y", "colour": "blue"}), 422),
     ] {
-        problem(
-            app.admin(Method::POST, "/admin/tenants")
-                .json(&body)
-                .send()
-                .await
-                .expect("send"),
-            status,
-        )
-        .await;
+        problem(app.admin(Method::POST, "/admin/tenants").json(&body).go().await, status).await;
     }
     for i in 0..3 {
         app.tenant(&format!("Company {i}")).await;
     }
     let page: Value = app
         .admin(Method::GET, "/admin/tenants?limit=2")
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -128,9 +106,8 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
     let next = page["next_cursor"].as_str().expect("more");
     let page2: Value = app
         .admin(Method::GET, &format!("/admin/tenants?limit=2&cursor={next}"))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -141,9 +118,8 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
     let res = app
         .admin(Method::PATCH, &format!("/admin/tenants/{id}"))
         .json(&json!({"name": "Aegean Blue", "quote_validity_days": 14, "reply_to": "sales@aegean.example"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.expect("json");
     assert_eq!(v["name"], "Aegean Blue");
@@ -151,9 +127,8 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
     assert_eq!(v["settings"]["vat_percent"], "13", "untouched settings stay");
     let read: Value = app
         .admin(Method::GET, &format!("/admin/tenants/{id}"))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -162,53 +137,47 @@ async fn tenants_are_created_listed_read_and_patched(b: Backend) {
     problem(
         app.admin(Method::PATCH, &format!("/admin/tenants/{id}"))
             .json(&json!({"status": "deleted"}))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         422,
     )
     .await;
     problem(
         app.admin(Method::PATCH, &format!("/admin/tenants/{id}"))
             .json(&json!({"quote_validity_days": 0}))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         422,
     )
     .await;
     problem(
         app.admin(Method::GET, "/admin/tenants/ten_01jd6c8m2f0000000000000000")
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         404,
     )
     .await;
     problem(
         app.admin(Method::PATCH, "/admin/tenants/nope")
             .json(&json!({}))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         404,
     )
     .await;
     problem(
         app.admin(Method::POST, "/admin/tenants/nope/keys")
             .json(&json!({"kind": "secret"}))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         404,
     )
     .await;
     problem(
         app.admin(Method::POST, &format!("/admin/tenants/{id}/keys"))
             .json(&json!({"kind": "master"}))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         422,
     )
     .await;
@@ -220,9 +189,8 @@ async fn settings_read_patch_and_validation(b: Backend) {
     let u = app.tenant("Other Co").await;
     let s: Value = app
         .with_key(Method::GET, "/v1/settings", &t.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -242,9 +210,8 @@ async fn settings_read_patch_and_validation(b: Backend) {
     let res = app
         .with_key(Method::PATCH, "/v1/settings", &t.sk)
         .json(&patch)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     let s: Value = res.json().await.expect("json");
     for k in [
@@ -265,9 +232,8 @@ async fn settings_read_patch_and_validation(b: Backend) {
     }
     let again: Value = app
         .with_key(Method::GET, "/v1/settings", &t.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -276,9 +242,8 @@ async fn settings_read_patch_and_validation(b: Backend) {
     let s: Value = app
         .with_key(Method::PATCH, "/v1/settings", &t.sk)
         .json(&json!({"reply_to": null}))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -298,19 +263,13 @@ async fn settings_read_patch_and_validation(b: Backend) {
         json!({"company_name": ""}),
         json!({"auto_reply": true}),
     ] {
-        let res = app
-            .with_key(Method::PATCH, "/v1/settings", &t.sk)
-            .json(&bad)
-            .send()
-            .await
-            .expect("send");
+        let res = app.with_key(Method::PATCH, "/v1/settings", &t.sk).json(&bad).go().await;
         problem(res, 422).await;
     }
     let after: Value = app
         .with_key(Method::GET, "/v1/settings", &t.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -318,9 +277,8 @@ async fn settings_read_patch_and_validation(b: Backend) {
     // The other tenant's settings were never touched.
     let other: Value = app
         .with_key(Method::GET, "/v1/settings", &u.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -329,9 +287,8 @@ async fn settings_read_patch_and_validation(b: Backend) {
     problem(
         app.with_key(Method::PATCH, "/v1/settings", &t.pk)
             .json(&json!({"currency": "GBP"}))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         403,
     )
     .await;
@@ -344,26 +301,23 @@ async fn conventions_request_ids_and_error_documents(b: Backend) {
         .client
         .get(app.url("/healthz"))
         .header("X-Request-Id", "abc-123.x_y")
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.headers()["x-request-id"], "abc-123.x_y");
     let res = app
         .client
         .get(app.url("/healthz"))
         .header("X-Request-Id", "a b\"<script>")
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     let rid = res.headers()["x-request-id"].to_str().expect("ascii").to_owned();
     assert!(rid.starts_with("req_"), "{rid}");
     let res = app
         .client
         .get(app.url("/healthz"))
         .header("X-Request-Id", "x".repeat(200))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert!(
         res.headers()["x-request-id"]
             .to_str()
@@ -371,28 +325,22 @@ async fn conventions_request_ids_and_error_documents(b: Backend) {
             .starts_with("req_")
     );
     // Unknown routes and methods are problems too.
-    let p = problem(
-        app.client.get(app.url("/v1/nothing-here")).send().await.expect("send"),
-        404,
-    )
-    .await;
+    let p = problem(app.client.get(app.url("/v1/nothing-here")).go().await, 404).await;
     assert_eq!(p["instance"], "/v1/nothing-here");
     let res = app
         .client
         .put(app.url("/v1/leads"))
         .header("X-Request-Id", "put-1")
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     let p = problem(res, 405).await;
     assert_eq!(p["request_id"], "put-1");
     problem(
         app.client
             .delete(app.url("/admin/tenants"))
             .header("X-Admin-Key", ADMIN_KEY)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         405,
     )
     .await;
@@ -400,17 +348,16 @@ async fn conventions_request_ids_and_error_documents(b: Backend) {
 
 async fn health_readiness_and_openapi(b: Backend) {
     let app = TestApp::spawn(b).await;
-    let res = app.client.get(app.url("/healthz")).send().await.expect("send");
+    let res = app.client.get(app.url("/healthz")).go().await;
     assert_eq!(res.status(), 200);
-    let res = app.client.get(app.url("/readyz")).send().await.expect("send");
+    let res = app.client.get(app.url("/readyz")).go().await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.expect("json")["status"], "ok");
     let doc: Value = app
         .client
         .get(app.url("/openapi.json"))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -450,9 +397,8 @@ async fn the_document_describes_every_status_and_parameter() {
     let doc: Value = app
         .client
         .get(app.url("/openapi.json"))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -539,9 +485,8 @@ async fn the_document_describes_every_status_and_parameter() {
     let res = app
         .with_key(reqwest::Method::PATCH, "/v1/quotes/quote_x/send", &t.sk)
         .header("Idempotency-Key", "not-a-method-here")
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     problem(res, 405).await;
 }
 
@@ -550,7 +495,7 @@ async fn the_document_describes_every_status_and_parameter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docs_serve_the_reference_page_and_its_renderer() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let res = app.client.get(app.url("/docs")).send().await.expect("send");
+    let res = app.client.get(app.url("/docs")).go().await;
     assert_eq!(res.status(), 200);
     assert!(
         res.headers()["content-security-policy"]
@@ -563,9 +508,8 @@ async fn docs_serve_the_reference_page_and_its_renderer() {
         .client
         .get(app.url("/docs/redoc.standalone.js"))
         .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("etag").is_some());
     assert!(res.bytes().await.expect("body").len() > 100_000);

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Go;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -110,17 +112,15 @@ async fn demo_serves_the_printed_curl_line_and_stops_cleanly_on_sigterm() {
         .bearer_auth(&demo.pk)
         .header("content-type", "application/json")
         .body(demo.curl_body.clone())
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     let lead: Value = res.json().await.expect("json");
     // The widget demo page the banner names embeds the demo company's widget.
     let page = client
         .get(format!("{}/widget/demo", demo.base))
-        .send()
+        .go()
         .await
-        .expect("send")
         .text()
         .await
         .expect("html");
@@ -140,9 +140,8 @@ async fn demo_serves_the_printed_curl_line_and_stops_cleanly_on_sigterm() {
     let res = client
         .get(format!("{}/admin/tenants/{}", demo.base, demo.tenant))
         .header("X-Admin-Key", &admin_key)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     let (status, logs) = sigterm_and_wait(demo.child);
     assert!(status.success(), "exit 0 after SIGTERM, got {status:?}; logs: {logs}");
@@ -164,18 +163,16 @@ async fn demo_serves_the_printed_curl_line_and_stops_cleanly_on_sigterm() {
     let res = client
         .get(format!("{}/v1/leads/{}", again.base, lead["id"].as_str().expect("id")))
         .bearer_auth(&again.sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.expect("json"), lead);
     // The keys of the first run still work (rotation with overlap).
     let res = client
         .get(format!("{}/v1/leads", again.base))
         .bearer_auth(&demo.sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     let (status, _) = sigterm_and_wait(again.child);
     assert!(status.success());
@@ -194,7 +191,7 @@ fn run(dir: &std::path::Path, db: &str, args: &[&str]) -> (bool, String, String)
     )
 }
 
-both_backends!(management_commands);
+leadline_store::both_backends!(management_commands);
 
 async fn management_commands(b: Backend) {
     let db = TestDb::create(b).await;

@@ -3,13 +3,15 @@
 
 mod common;
 
+use common::Go;
+
 use common::receiver::Receiver;
 use common::smtp::{SmtpServer, header, part};
 use common::{Backend, TestApp, eventually, lead_body, problem};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-both_backends!(
+leadline_store::both_backends!(
     lead_emails_arrive_over_smtp_and_duplicates_get_no_second_acknowledgement,
     emails_without_smtp_are_written_as_files,
     webhooks_verify_with_standard_webhooks_during_rotation,
@@ -29,11 +31,7 @@ async fn tenant_templates_override_by_locale(b: Backend) {
     let t = app.tenant("Aegean Blue").await;
     let bad = json!({"templates": {"lead_acknowledgement": {"el": {"subject": "{% if %}", "text": "x", "html": "x"}}}});
     let p = problem(
-        app.with_key(Method::PATCH, "/v1/settings", &t.sk)
-            .json(&bad)
-            .send()
-            .await
-            .expect("send"),
+        app.with_key(Method::PATCH, "/v1/settings", &t.sk).json(&bad).go().await,
         422,
     )
     .await;
@@ -43,9 +41,8 @@ async fn tenant_templates_override_by_locale(b: Backend) {
     assert_eq!(
         app.with_key(Method::PATCH, "/v1/settings", &t.sk)
             .json(&good)
-            .send()
+            .go()
             .await
-            .expect("send")
             .status(),
         200
     );
@@ -85,9 +82,8 @@ async fn endpoint(app: &TestApp, sk: &str, url: &str, events: &[&str]) -> (Strin
     let res = app
         .with_key(Method::POST, "/v1/webhook-endpoints", sk)
         .json(&json!({"url": url, "events": events}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     let v = json_of(res).await;
     (
@@ -97,13 +93,7 @@ async fn endpoint(app: &TestApp, sk: &str, url: &str, events: &[&str]) -> (Strin
 }
 
 async fn mail_logs(app: &TestApp, sk: &str) -> Vec<Value> {
-    json_of(
-        app.with_key(Method::GET, "/v1/mail-logs?limit=200", sk)
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await["data"]
+    json_of(app.with_key(Method::GET, "/v1/mail-logs?limit=200", sk).go().await).await["data"]
         .as_array()
         .cloned()
         .unwrap_or_default()
@@ -122,18 +112,11 @@ async fn lead_emails_arrive_over_smtp_and_duplicates_get_no_second_acknowledgeme
     let res = app
         .admin(Method::POST, "/admin/tenants")
         .json(&json!({"name": "Aegean Blue", "notification_emails": ["desk@aegean.example"], "reply_to": "sales@aegean.example"}))
-        .send()
-        .await
-        .expect("send");
+        .go().await;
     let sk = json_of(res).await["secret_key"].as_str().expect("sk").to_owned();
     let mut body = lead_body("maria@example.com");
     body["name"] = json!("Maria <b>Bold</b> & Co");
-    let res = app
-        .with_key(Method::POST, "/v1/leads", &sk)
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let res = app.with_key(Method::POST, "/v1/leads", &sk).json(&body).go().await;
     assert_eq!(res.status(), 201);
     let got = eventually("two emails", || async {
         Some(smtp.received()).filter(|m| m.len() >= 2)
@@ -167,11 +150,7 @@ async fn lead_emails_arrive_over_smtp_and_duplicates_get_no_second_acknowledgeme
     assert!(header(&note.data, "Subject").is_some_and(|s| s.starts_with("New lead:")));
     assert!(part(&note.data, "text/plain").is_some_and(|t| t.contains("maria@example.com")));
     // The same email and dates again: a duplicate, staff hear of it, the client gets nothing new.
-    app.with_key(Method::POST, "/v1/leads", &sk)
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    app.with_key(Method::POST, "/v1/leads", &sk).json(&body).go().await;
     eventually("every email sent", || async {
         let logs = mail_logs(&app, &sk).await;
         (logs.len() == 3 && logs.iter().all(|l| l["status"] == "sent")).then_some(())
@@ -245,9 +224,8 @@ async fn webhooks_verify_with_standard_webhooks_during_rotation(b: Backend) {
             &format!("/v1/webhook-endpoints/{id}/rotate-secret"),
             &t.sk,
         )
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     let new_secret = json_of(res).await["secret"].as_str().expect("secret").to_owned();
     assert_ne!(new_secret, secret);
@@ -258,9 +236,8 @@ async fn webhooks_verify_with_standard_webhooks_during_rotation(b: Backend) {
             &t.sk,
         )
         .json(&json!({"status": "contacted"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     let second = eventually("lead.updated", || async { rx.received().get(1).cloned() }).await;
     let sigs = second.headers["webhook-signature"].to_str().expect("ascii").to_owned();
@@ -281,9 +258,8 @@ async fn webhooks_verify_with_standard_webhooks_during_rotation(b: Backend) {
     // The test event reaches the endpoint too.
     let res = app
         .with_key(Method::POST, &format!("/v1/webhook-endpoints/{id}/test"), &t.sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 202);
     let test = eventually("webhook.test", || async { rx.received().get(2).cloned() }).await;
     assert!(test.body.contains("webhook.test"));
@@ -316,15 +292,9 @@ async fn a_receiver_failing_four_times_gets_the_event_on_attempt_five(b: Backend
     })
     .await;
     assert_eq!(msg.attempts, 5);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    common::drain_outbox(&app).await;
     assert_eq!(rx.received().len(), 5, "nothing after success");
-    let dead = json_of(
-        app.with_key(Method::GET, "/v1/dead-letters", &t.sk)
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let dead = json_of(app.with_key(Method::GET, "/v1/dead-letters", &t.sk).go().await).await;
     assert_eq!(dead["data"], json!([]));
     store.close().await;
 }
@@ -361,9 +331,8 @@ async fn an_always_failing_receiver_yields_one_dead_letter_and_replay_delivers(b
     // The operator sees it too; another tenant does not.
     let admin = json_of(
         app.admin(Method::GET, &format!("/admin/dead-letters/{}", t.id))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
     )
     .await;
     assert_eq!(admin["data"][0]["id"], dl["id"]);
@@ -371,29 +340,21 @@ async fn an_always_failing_receiver_yields_one_dead_letter_and_replay_delivers(b
     let dl_id = dl["id"].as_str().expect("id");
     problem(
         app.with_key(Method::POST, &format!("/v1/dead-letters/{dl_id}/replay"), &u.sk)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         404,
     )
     .await;
     assert_eq!(
-        json_of(
-            app.with_key(Method::GET, "/v1/dead-letters", &u.sk)
-                .send()
-                .await
-                .expect("send")
-        )
-        .await["data"],
+        json_of(app.with_key(Method::GET, "/v1/dead-letters", &u.sk).go().await).await["data"],
         json!([])
     );
     // Replay once the receiver works again: delivered, with the same webhook-id.
     rx.set_fallback(200);
     let res = app
         .with_key(Method::POST, &format!("/v1/dead-letters/{dl_id}/replay"), &t.sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 202);
     let all = eventually("the replayed delivery", || async {
         Some(rx.received()).filter(|r| r.len() >= 6)
@@ -402,17 +363,15 @@ async fn an_always_failing_receiver_yields_one_dead_letter_and_replay_delivers(b
     assert_eq!(all[5].headers["webhook-id"], all[0].headers["webhook-id"]);
     problem(
         app.with_key(Method::POST, &format!("/v1/dead-letters/{dl_id}/replay"), &t.sk)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         409,
     )
     .await;
     let m: String = app
         .admin(Method::GET, "/admin/metrics")
-        .send()
+        .go()
         .await
-        .expect("send")
         .text()
         .await
         .expect("text");
@@ -460,7 +419,7 @@ async fn smtp_down_then_up_delivers_every_email_once(b: Backend) {
         logs.iter().all(|l| l["status"] == "sent").then_some(())
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    common::drain_outbox(&app).await;
     let got = smtp.received();
     assert_eq!(got.len(), 5, "each email once");
     let mut to: Vec<String> = got.iter().flat_map(|m| m.to.clone()).collect();
@@ -490,17 +449,22 @@ async fn a_crashed_workers_message_is_delivered_after_its_lease(b: Backend) {
         .commit(ChangeSet::one(Change::InsertOutbox(msg.clone())))
         .await
         .expect("queue");
-    let lease = chrono::Duration::milliseconds(3000);
+    let lease = chrono::Duration::hours(1);
     let claimed = store
         .claim_due("crashed-worker", chrono::Utc::now(), chrono::Utc::now() + lease, 10)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
-    // A new process starts; it must not take the message before the lease runs out...
+    // A new process starts; no worker may take the message before the lease runs
+    // out...
     app.restart().await;
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert!(rx.received().is_empty(), "the lease holds");
-    // ...and delivers it after.
+    let probe = store
+        .claim_due("probe", chrono::Utc::now(), chrono::Utc::now() + lease, 10)
+        .await
+        .expect("claim");
+    assert!(probe.is_empty() && rx.received().is_empty(), "the lease holds");
+    // ...and the new process delivers it once the lease has run out.
+    leadline_server::clock::test::advance((lease + chrono::Duration::minutes(1)).to_std().expect("positive"));
     let got = eventually("delivery after the lease", || async { rx.received().first().cloned() }).await;
     assert_eq!(got.headers["webhook-id"], msg.id.as_str());
     let m = eventually("delivered", || async {
@@ -553,14 +517,13 @@ async fn gone_disables_the_endpoint(b: Backend) {
     assert!(ep["disabled_reason"].as_str().is_some_and(|r| r.contains("410")));
     assert_eq!(rx.received().len(), 1, "no retry after 410");
     app.lead(&t, lead_body("nikos@example.com")).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    common::drain_outbox(&app).await;
     assert_eq!(rx.received().len(), 1, "a disabled endpoint gets nothing");
     let res = app
         .with_key(Method::PATCH, &format!("/v1/webhook-endpoints/{id}"), &t.sk)
         .json(&json!({"enabled": true}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(json_of(res).await["disabled_reason"], Value::Null);
 }
 
@@ -596,9 +559,8 @@ async fn erasure_reaches_mail_logs_and_pending_deliveries(b: Backend) {
     eventually("lead.created delivered", || async { rx.received().first().cloned() }).await;
     let res = app
         .with_key(Method::DELETE, &format!("/v1/leads/{id}"), &t.sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 204);
     let logs = mail_logs(&app, &t.sk).await;
     assert_eq!(logs[0]["recipient"], "[erased]");
@@ -643,31 +605,14 @@ async fn webhook_endpoints_are_tenant_scoped_and_validated(b: Backend) {
         (Method::POST, format!("{path}/rotate-secret")),
         (Method::POST, format!("{path}/test")),
     ] {
-        let res = app
-            .with_key(m.clone(), &p, &u.sk)
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("send");
+        let res = app.with_key(m.clone(), &p, &u.sk).json(&json!({})).go().await;
         problem(res, 404).await;
-        let res = app.with_key(m, &p, &t.pk).json(&json!({})).send().await.expect("send");
+        let res = app.with_key(m, &p, &t.pk).json(&json!({})).go().await;
         problem(res, 403).await;
     }
-    let list = json_of(
-        app.with_key(Method::GET, "/v1/webhook-endpoints", &u.sk)
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let list = json_of(app.with_key(Method::GET, "/v1/webhook-endpoints", &u.sk).go().await).await;
     assert_eq!(list["data"], json!([]));
-    let mine = json_of(
-        app.with_key(Method::GET, "/v1/webhook-endpoints", &t.sk)
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let mine = json_of(app.with_key(Method::GET, "/v1/webhook-endpoints", &t.sk).go().await).await;
     assert_eq!(mine["data"][0]["id"], id.as_str());
     assert!(
         mine["data"][0].get("secret").is_none(),
@@ -681,16 +626,15 @@ async fn webhook_endpoints_are_tenant_scoped_and_validated(b: Backend) {
         problem(
             app.with_key(Method::POST, "/v1/webhook-endpoints", &t.sk)
                 .json(&bad)
-                .send()
-                .await
-                .expect("send"),
+                .go()
+                .await,
             422,
         )
         .await;
     }
-    let res = app.with_key(Method::DELETE, &path, &t.sk).send().await.expect("send");
+    let res = app.with_key(Method::DELETE, &path, &t.sk).go().await;
     assert_eq!(res.status(), 204);
-    problem(app.with_key(Method::GET, &path, &t.sk).send().await.expect("send"), 404).await;
+    problem(app.with_key(Method::GET, &path, &t.sk).go().await, 404).await;
 
     // With the production defaults, private and plain-HTTP targets are refused.
     let strict = TestApp::spawn_with(
@@ -713,9 +657,8 @@ async fn webhook_endpoints_are_tenant_scoped_and_validated(b: Backend) {
             strict
                 .with_key(Method::POST, "/v1/webhook-endpoints", &s.sk)
                 .json(&json!({"url": url, "events": ["*"]}))
-                .send()
-                .await
-                .expect("send"),
+                .go()
+                .await,
             422,
         )
         .await;
@@ -725,9 +668,8 @@ async fn webhook_endpoints_are_tenant_scoped_and_validated(b: Backend) {
         strict
             .with_key(Method::POST, "/v1/webhook-endpoints", &s.sk)
             .json(&json!({"url": "http://93.184.216.34/hook", "events": ["*"]}))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         422,
     )
     .await;
@@ -735,9 +677,8 @@ async fn webhook_endpoints_are_tenant_scoped_and_validated(b: Backend) {
     let ok = strict
         .with_key(Method::POST, "/v1/webhook-endpoints", &s.sk)
         .json(&json!({"url": "https://93.184.216.34/hook", "events": ["*"]}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(ok.status(), 201, "a public address is accepted");
 }
 
@@ -760,7 +701,13 @@ async fn a_hanging_receiver_delays_no_one_else(b: Backend) {
     endpoint(&app, &slow.sk, &hang_url, &["lead.created"]).await;
     endpoint(&app, &fast.sk, &good.url, &["lead.created"]).await;
     app.lead(&slow, lead_body("slow@example.com")).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    eventually("the hanging delivery under way", || async {
+        let in_flight = app
+            .raw_text("SELECT id FROM outbox WHERE kind = 'webhook' AND status = 'pending' AND locked_by IS NOT NULL")
+            .await;
+        (!in_flight.is_empty()).then_some(())
+    })
+    .await;
     let sent = std::time::Instant::now();
     app.lead(&fast, lead_body("fast@example.com")).await;
     common::eventually("the other tenant's webhook", || async {
@@ -774,7 +721,7 @@ async fn a_hanging_receiver_delays_no_one_else(b: Backend) {
     );
 }
 
-both_backends!(a_hanging_receiver_delays_no_one_else);
+leadline_store::both_backends!(a_hanging_receiver_delays_no_one_else);
 
 /// A mail server that accepts the connection and never greets holds each email's
 /// slot for `LEADLINE_SMTP_TIMEOUT`, then the attempt fails (to be retried); the
@@ -821,7 +768,7 @@ async fn a_hanging_mail_server_holds_a_slot_for_its_timeout_only(b: Backend) {
     assert!(logs.iter().all(|l| l["status"] == "queued"), "retried later: {logs:?}");
 }
 
-both_backends!(a_hanging_mail_server_holds_a_slot_for_its_timeout_only);
+leadline_store::both_backends!(a_hanging_mail_server_holds_a_slot_for_its_timeout_only);
 
 /// A tenant's template cannot run away: one that takes too many steps or writes
 /// too much is refused when saved (422 naming the limit); one that fails only on
@@ -841,9 +788,8 @@ async fn runaway_templates_are_refused_and_failures_fall_back(b: Backend) {
         let p = problem(
             app.with_key(Method::PATCH, "/v1/settings", &t.sk)
                 .json(&body)
-                .send()
-                .await
-                .expect("send"),
+                .go()
+                .await,
             422,
         )
         .await;
@@ -861,9 +807,8 @@ async fn runaway_templates_are_refused_and_failures_fall_back(b: Backend) {
     let res = app
         .with_key(Method::PATCH, "/v1/settings", &t.sk)
         .json(&fragile)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     let odd = lead_body("odd@example.com");
     app.lead(&t, odd).await;
@@ -881,4 +826,4 @@ async fn runaway_templates_are_refused_and_failures_fall_back(b: Backend) {
     assert!(part(&even.data, "text/plain").is_some_and(|t| t.contains("Custom thanks")));
 }
 
-both_backends!(runaway_templates_are_refused_and_failures_fall_back);
+leadline_store::both_backends!(runaway_templates_are_refused_and_failures_fall_back);

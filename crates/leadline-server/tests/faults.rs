@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Go;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -116,9 +118,8 @@ async fn create_tenant(client: &reqwest::Client, p: &Proc) -> (String, String) {
         .post(p.url("/admin/tenants"))
         .header("X-Admin-Key", ADMIN_KEY)
         .json(&json!({"name": "Aegean Charters"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     let v: Value = res.json().await.expect("json");
     (
@@ -654,9 +655,8 @@ async fn killed_mid_request_keys_are_answered_after_restart(backend: Backend) {
         let v: Value = client
             .request(Method::GET, p.url(&path))
             .bearer_auth(&sk)
-            .send()
+            .go()
             .await
-            .expect("send")
             .json()
             .await
             .expect("json");
@@ -894,9 +894,8 @@ async fn files_are_private() {
         .post(p.url("/admin/tenants"))
         .header("X-Admin-Key", admin_key.trim())
         .json(&json!({"name": "Private Files"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     let v: Value = res.json().await.expect("json");
     let sk = v["secret_key"].as_str().expect("sk").to_owned();

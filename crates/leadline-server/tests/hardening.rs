@@ -3,11 +3,13 @@
 
 mod common;
 
+use common::Go;
+
 use common::{ADMIN_KEY, Backend, TestApp, lead_body, problem};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-both_backends!(
+leadline_store::both_backends!(
     twenty_concurrent_retries_create_one_lead,
     idempotent_replays_survive_restart_and_refuse_other_requests,
     idempotency_on_admin_and_patch_routes,
@@ -34,7 +36,7 @@ async fn rate_limits_are_shared_through_redis(b: Backend) {
     let one = TestApp::spawn_with(b, &settings).await;
     let two = TestApp::spawn_with(b, &settings).await;
     for (i, app) in [&one, &one, &one, &two, &two].into_iter().enumerate() {
-        let res = app.client.get(app.url("/v1/leads")).send().await.expect("send");
+        let res = app.client.get(app.url("/v1/leads")).go().await;
         assert_eq!(res.status(), 401, "request {i} passes");
         let left = res.headers()["ratelimit"].to_str().expect("ascii").to_owned();
         assert!(
@@ -43,7 +45,7 @@ async fn rate_limits_are_shared_through_redis(b: Backend) {
         );
     }
     for app in [&one, &two] {
-        let res = app.client.get(app.url("/v1/leads")).send().await.expect("send");
+        let res = app.client.get(app.url("/v1/leads")).go().await;
         assert!(
             res.headers()["retry-after"]
                 .to_str()
@@ -59,17 +61,15 @@ async fn post_lead_with_key(app: &TestApp, sk: &str, key: &str, body: &Value) ->
     app.with_key(Method::POST, "/v1/leads", sk)
         .header("Idempotency-Key", key)
         .json(body)
-        .send()
+        .go()
         .await
-        .expect("send")
 }
 
 async fn audit(app: &TestApp, query: &str) -> Vec<Value> {
     let v: Value = app
         .admin(Method::GET, &format!("/admin/audit?limit=200{query}"))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -152,9 +152,8 @@ async fn idempotent_replays_survive_restart_and_refuse_other_requests(b: Backend
         )
         .header("Idempotency-Key", "k-1")
         .json(&json!({"status": "contacted"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     problem(res, 422).await;
     // Keys are per tenant: another tenant may use the same key for its own lead.
     let u = app.tenant("Other").await;
@@ -167,9 +166,8 @@ async fn idempotent_replays_survive_restart_and_refuse_other_requests(b: Backend
             .with_key(Method::POST, "/v1/leads", &t.sk)
             .header("Idempotency-Key", bad.as_str())
             .json(&lead_body("bad@example.com"))
-            .send()
-            .await
-            .expect("send");
+            .go()
+            .await;
         problem(res, 400).await;
     }
     let res = app
@@ -179,9 +177,8 @@ async fn idempotent_replays_survive_restart_and_refuse_other_requests(b: Backend
             reqwest::header::HeaderValue::from_bytes(b"caf\xc3\xa9").expect("bytes"),
         )
         .json(&lead_body("bad@example.com"))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     problem(res, 400).await;
     // A 4xx answer is stored and replayed too.
     let invalid = json!({"name": "x"});
@@ -219,9 +216,8 @@ async fn idempotency_on_admin_and_patch_routes(b: Backend) {
     );
     let list: Value = app
         .admin(Method::GET, "/admin/tenants")
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -237,9 +233,8 @@ async fn idempotency_on_admin_and_patch_routes(b: Backend) {
             .with_key(Method::PATCH, &format!("/v1/leads/{id}"), &t.sk)
             .header("Idempotency-Key", "move-1")
             .json(&json!({"status": "contacted"}))
-            .send()
-            .await
-            .expect("send");
+            .go()
+            .await;
         assert_eq!(res.status(), 200);
     }
     let entries = audit(&app, &format!("&resource_id={id}&action=lead.update")).await;
@@ -257,9 +252,8 @@ async fn every_mutating_route_is_audited_with_its_request_id(b: Backend) {
     let lead_id = lead["id"].as_str().expect("id").to_owned();
     let keys: Value = app
         .admin(Method::GET, &format!("/admin/tenants/{}", t.id))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -514,9 +508,8 @@ async fn every_mutating_route_is_audited_with_its_request_id(b: Backend) {
     let doc: Value = app
         .client
         .get(app.url("/openapi.json"))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -549,7 +542,7 @@ async fn every_mutating_route_is_audited_with_its_request_id(b: Backend) {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await.expect("send");
+        let res = req.go().await;
         assert_eq!(res.status().as_u16(), status, "{method} {path}");
         if action == "webhook_endpoint.create" {
             endpoint = res.json::<Value>().await.expect("json")["id"]
@@ -596,9 +589,8 @@ async fn audit_listings_filter_and_stay_within_the_tenant(b: Backend) {
     app.lead(&u, lead_body("nikos@example.com")).await;
     let mine: Value = app
         .with_key(Method::GET, "/v1/audit?limit=200", &t.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -614,9 +606,8 @@ async fn audit_listings_filter_and_stay_within_the_tenant(b: Backend) {
             &format!("/v1/audit?resource_id={}", lead["id"].as_str().expect("id")),
             &t.sk,
         )
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -627,18 +618,16 @@ async fn audit_listings_filter_and_stay_within_the_tenant(b: Backend) {
             &format!("/v1/audit?resource_id={}", lead["id"].as_str().expect("id")),
             &u.sk,
         )
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
     assert_eq!(theirs["data"], json!([]), "another tenant sees nothing of it");
     let admin_view: Value = app
         .admin(Method::GET, &format!("/admin/audit/{}?action=lead.create", u.id))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -648,18 +637,16 @@ async fn audit_listings_filter_and_stay_within_the_tenant(b: Backend) {
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let none: Value = app
         .admin(Method::GET, &format!("/admin/audit?since={future}"))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
     assert_eq!(none["data"], json!([]));
     let until: Value = app
         .admin(Method::GET, &format!("/admin/audit?until={future}&limit=2"))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -667,9 +654,8 @@ async fn audit_listings_filter_and_stay_within_the_tenant(b: Backend) {
     assert!(until["next_cursor"].is_string());
     let filtered: Value = app
         .admin(Method::GET, &format!("/admin/audit?tenant_id={}", t.id))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -682,25 +668,16 @@ async fn audit_listings_filter_and_stay_within_the_tenant(b: Backend) {
     );
     problem(
         app.admin(Method::GET, "/admin/audit/ten_01jd6c8m2f0000000000000000")
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         404,
     )
     .await;
-    problem(
-        app.with_key(Method::GET, "/v1/audit", &t.pk)
-            .send()
-            .await
-            .expect("send"),
-        403,
-    )
-    .await;
+    problem(app.with_key(Method::GET, "/v1/audit", &t.pk).go().await, 403).await;
     problem(
         app.with_key(Method::GET, &format!("/v1/audit?tenant_id={}", u.id), &t.sk)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         400,
     )
     .await;
@@ -726,7 +703,7 @@ fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f
 async fn metrics_parse_and_move(b: Backend) {
     let app = TestApp::spawn(b).await;
     let get = || async {
-        let res = app.admin(Method::GET, "/admin/metrics").send().await.expect("send");
+        let res = app.admin(Method::GET, "/admin/metrics").go().await;
         assert_eq!(res.status(), 200);
         assert!(
             res.headers()["content-type"]
@@ -737,23 +714,15 @@ async fn metrics_parse_and_move(b: Backend) {
         res.text().await.expect("text")
     };
     let before = scrape(&get().await);
-    problem(
-        app.client.get(app.url("/admin/metrics")).send().await.expect("send"),
-        401,
-    )
-    .await;
+    problem(app.client.get(app.url("/admin/metrics")).go().await, 401).await;
     let t = app.tenant("Aegean Blue").await;
     let lead = app.lead(&t, lead_body("maria@example.com")).await;
     app.lead(&t, lead_body("nikos@example.com")).await;
     let id = lead["id"].as_str().expect("id");
-    app.with_key(Method::GET, &format!("/v1/leads/{id}"), &t.sk)
-        .send()
-        .await
-        .expect("send");
+    app.with_key(Method::GET, &format!("/v1/leads/{id}"), &t.sk).go().await;
     app.with_key(Method::GET, "/v1/leads/lead_01jd6c8m2f0000000000000000", &t.sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     let res = post_lead_with_key(&app, &t.sk, "m-1", &lead_body("x@example.com")).await;
     assert_eq!(res.status(), 201);
     post_lead_with_key(&app, &t.sk, "m-1", &lead_body("x@example.com")).await;
@@ -816,7 +785,7 @@ async fn rate_limit_refuses_the_61st_request(b: Backend) {
     let app = TestApp::spawn_with(b, &[("LEADLINE_RATE_LIMIT_PER_MINUTE", "60")]).await;
     let mut last = None;
     for i in 0..60 {
-        let res = app.client.get(app.url("/v1/leads")).send().await.expect("send");
+        let res = app.client.get(app.url("/v1/leads")).go().await;
         assert_eq!(res.status(), 401, "request {i} is not limited");
         assert_eq!(res.headers()["ratelimit-policy"], "\"tenant\";q=60;w=60");
         last = Some(res.headers()["ratelimit"].to_str().expect("ascii").to_owned());
@@ -827,9 +796,8 @@ async fn rate_limit_refuses_the_61st_request(b: Backend) {
         .client
         .get(app.url("/v1/leads"))
         .header("X-Forwarded-For", "203.0.113.7")
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     let retry: u64 = res.headers()["retry-after"]
         .to_str()
         .expect("ascii")
@@ -845,25 +813,14 @@ async fn rate_limit_refuses_the_61st_request(b: Backend) {
     let p = problem(res, 429).await;
     assert_eq!(p["type"], "urn:leadline:problem:rate-limited");
     // Other classes have their own quota; health checks none.
-    assert_eq!(
-        app.admin(Method::GET, "/admin/tenants")
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        200
-    );
+    assert_eq!(app.admin(Method::GET, "/admin/tenants").go().await.status(), 200);
     for _ in 0..100 {
-        assert_eq!(
-            app.client.get(app.url("/healthz")).send().await.expect("send").status(),
-            200
-        );
+        assert_eq!(app.client.get(app.url("/healthz")).go().await.status(), 200);
     }
     let m: String = app
         .admin(Method::GET, "/admin/metrics")
-        .send()
+        .go()
         .await
-        .expect("send")
         .text()
         .await
         .expect("text");
@@ -900,9 +857,8 @@ async fn forwarded_for_is_honoured_only_from_trusted_proxies(b: Backend) {
         .header("X-Forwarded-For", "203.0.113.50")
         .header("X-Request-Id", "xff-1")
         .json(&lead_body("maria@example.com"))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     let entries = audit(&app, "").await;
     let e = entries.iter().find(|e| e["request_id"] == "xff-1").expect("entry");
@@ -914,18 +870,16 @@ async fn cors_only_for_lead_capture_from_allowed_origins(b: Backend) {
     let t = app.tenant("Aegean").await;
     app.with_key(Method::PATCH, "/v1/settings", &t.sk)
         .json(&json!({"allowed_origins": ["https://aegean.example"]}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     let preflight = app
         .client
         .request(Method::OPTIONS, app.url("/v1/leads"))
         .header("Origin", "https://aegean.example")
         .header("Access-Control-Request-Method", "POST")
         .header("Access-Control-Request-Headers", "authorization, content-type")
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(preflight.status(), 204);
     assert_eq!(
         preflight.headers()["access-control-allow-origin"],
@@ -944,9 +898,8 @@ async fn cors_only_for_lead_capture_from_allowed_origins(b: Backend) {
         .request(Method::OPTIONS, app.url("/v1/leads"))
         .header("Origin", "https://evil.example")
         .header("Access-Control-Request-Method", "POST")
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert!(evil_preflight.headers().get("access-control-allow-origin").is_none());
     let post = |origin: &'static str, body: Value| {
         app.with_key(Method::POST, "/v1/leads", &t.pk)
@@ -984,18 +937,16 @@ async fn cors_only_for_lead_capture_from_allowed_origins(b: Backend) {
             .bearer_auth(&t.sk)
             .header("X-Admin-Key", ADMIN_KEY)
             .json(&json!({}))
-            .send()
-            .await
-            .expect("send");
+            .go()
+            .await;
         assert!(res.headers().get("access-control-allow-origin").is_none(), "{m} {p}");
         let pre = app
             .client
             .request(Method::OPTIONS, app.url(p))
             .header("Origin", "https://aegean.example")
             .header("Access-Control-Request-Method", m.as_str())
-            .send()
-            .await
-            .expect("send");
+            .go()
+            .await;
         assert!(
             pre.headers().get("access-control-allow-origin").is_none(),
             "preflight {p}"
@@ -1006,9 +957,8 @@ async fn cors_only_for_lead_capture_from_allowed_origins(b: Backend) {
         .with_key(Method::POST, "/v1/leads", &t.sk)
         .header("Origin", "https://aegean.example")
         .json(&lead_body("s@example.com"))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
@@ -1050,9 +1000,8 @@ async fn a_write_whose_audit_entry_fails_is_not_made(b: Backend) {
     let t = app.tenant("Aegean Blue").await;
     let keys: Value = app
         .admin(Method::GET, &format!("/admin/tenants/{}", t.id))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -1064,17 +1013,15 @@ async fn a_write_whose_audit_entry_fails_is_not_made(b: Backend) {
         .to_owned();
     let leads_with_key = || async {
         app.with_key(Method::GET, "/v1/leads", &t.sk)
-            .send()
+            .go()
             .await
-            .expect("send")
             .status()
             .as_u16()
     };
     let revoke = || async {
         app.admin(Method::DELETE, &format!("/admin/tenants/{}/keys/{sk_id}", t.id))
-            .send()
+            .go()
             .await
-            .expect("send")
     };
 
     refuse_audit(&app, true).await;
@@ -1083,12 +1030,7 @@ async fn a_write_whose_audit_entry_fails_is_not_made(b: Backend) {
     assert_eq!(leads_with_key().await, 200, "the key still works: nothing was revoked");
     let mut body = lead_body("audit@example.com");
     body["name"] = json!("Audit Refused");
-    let res = app
-        .with_key(Method::POST, "/v1/leads", &t.sk)
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let res = app.with_key(Method::POST, "/v1/leads", &t.sk).json(&body).go().await;
     assert!(res.status().is_server_error(), "{}", res.status());
     assert!(
         app.raw_text("SELECT id FROM leads").await.is_empty(),

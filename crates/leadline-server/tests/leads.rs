@@ -3,11 +3,13 @@
 
 mod common;
 
+use common::Go;
+
 use common::{Backend, TestApp, lead_body, problem};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-both_backends!(
+leadline_store::both_backends!(
     capture_stores_every_field,
     duplicates_are_marked_not_refused,
     bad_lead_bodies_get_problems_and_store_nothing,
@@ -37,9 +39,8 @@ async fn capture_stores_every_field(b: Backend) {
     let id = lead["id"].as_str().expect("id");
     let read: Value = app
         .with_key(Method::GET, &format!("/v1/leads/{id}"), &t.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -161,12 +162,7 @@ async fn bad_lead_bodies_get_problems_and_store_nothing(b: Backend) {
         (with(&|v| v["utm"]["sorce"] = json!("x")), 422, "/utm/sorce"),
     ];
     for (body, status, pointer) in cases {
-        let res = app
-            .with_key(Method::POST, "/v1/leads", &t.sk)
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
+        let res = app.with_key(Method::POST, "/v1/leads", &t.sk).json(&body).go().await;
         let p = problem(res, status).await;
         let pointers: Vec<&str> = p["errors"]
             .as_array()
@@ -182,37 +178,29 @@ async fn bad_lead_bodies_get_problems_and_store_nothing(b: Backend) {
             .with_key(Method::POST, "/v1/leads", &t.sk)
             .header("content-type", "application/json")
             .body(raw)
-            .send()
-            .await
-            .expect("send");
+            .go()
+            .await;
         problem(res, 400).await;
     }
     // Wrong type at the top: 422.
     let res = app
         .with_key(Method::POST, "/v1/leads", &t.sk)
         .json(&json!([1, 2]))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     problem(res, 422).await;
     // Another content type: 415.
     let res = app
         .with_key(Method::POST, "/v1/leads", &t.sk)
         .header("content-type", "text/plain")
         .body(lead_body("a@example.com").to_string())
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     problem(res, 415).await;
     // Over 64 KiB: 413.
     let mut huge = lead_body("a@example.com");
     huge["message"] = json!("x".repeat(70 * 1024));
-    let res = app
-        .with_key(Method::POST, "/v1/leads", &t.sk)
-        .json(&huge)
-        .send()
-        .await
-        .expect("send");
+    let res = app.with_key(Method::POST, "/v1/leads", &t.sk).json(&huge).go().await;
     problem(res, 413).await;
     assert!(app.lead_ids(&t).await.is_empty(), "nothing was stored");
 }
@@ -237,9 +225,8 @@ async fn list_filters_and_pagination(b: Backend) {
         };
         let v: Value = app
             .with_key(Method::GET, &path, &t.sk)
-            .send()
+            .go()
             .await
-            .expect("send")
             .json()
             .await
             .expect("json");
@@ -258,7 +245,7 @@ async fn list_filters_and_pagination(b: Backend) {
     let count = |v: Value| v["data"].as_array().map(Vec::len).unwrap_or(usize::MAX);
     let get = |path: String| {
         let req = app.with_key(Method::GET, &path, &t.sk);
-        async move { req.send().await.expect("send").json::<Value>().await.expect("json") }
+        async move { req.go().await.json::<Value>().await.expect("json") }
     };
     assert_eq!(
         count(get("/v1/leads?q=number3".into()).await),
@@ -298,11 +285,7 @@ async fn list_filters_and_pagination(b: Backend) {
         "yacht_id=x",
         "colour=blue",
     ] {
-        let res = app
-            .with_key(Method::GET, &format!("/v1/leads?{bad}"), &t.sk)
-            .send()
-            .await
-            .expect("send");
+        let res = app.with_key(Method::GET, &format!("/v1/leads?{bad}"), &t.sk).go().await;
         problem(res, 400).await;
     }
 }
@@ -363,9 +346,8 @@ async fn pipeline_moves_and_illegal_moves(b: Backend) {
         let res = app
             .with_key(Method::PATCH, &format!("/v1/leads/{id2}"), &t.sk)
             .json(&json!({"status": to}))
-            .send()
-            .await
-            .expect("send");
+            .go()
+            .await;
         assert_eq!(res.status(), 200, "to {to}");
     }
 }
@@ -383,23 +365,18 @@ async fn erasure_removes_personal_data(b: Backend) {
     let keep = app.lead(&t, other).await["id"].as_str().expect("id").to_owned();
     let res = app
         .with_key(Method::DELETE, &format!("/v1/leads/{id}"), &t.sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 204);
     problem(
-        app.with_key(Method::GET, &format!("/v1/leads/{id}"), &t.sk)
-            .send()
-            .await
-            .expect("send"),
+        app.with_key(Method::GET, &format!("/v1/leads/{id}"), &t.sk).go().await,
         404,
     )
     .await;
     problem(
         app.with_key(Method::DELETE, &format!("/v1/leads/{id}"), &t.sk)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         404,
     )
     .await;
@@ -419,9 +396,8 @@ async fn erasure_removes_personal_data(b: Backend) {
     );
     let list: Value = app
         .with_key(Method::GET, "/v1/leads?q=maria", &t.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -435,55 +411,39 @@ async fn other_tenants_get_404_and_change_nothing(b: Backend) {
     let lead = app.lead(&a, lead_body("maria@example.com")).await;
     let id = lead["id"].as_str().expect("id");
     let path = format!("/v1/leads/{id}");
-    problem(
-        app.with_key(Method::GET, &path, &b_.sk).send().await.expect("send"),
-        404,
-    )
-    .await;
+    problem(app.with_key(Method::GET, &path, &b_.sk).go().await, 404).await;
     problem(
         app.with_key(Method::PATCH, &path, &b_.sk)
             .json(&json!({"status": "lost"}))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         404,
     )
     .await;
-    problem(
-        app.with_key(Method::DELETE, &path, &b_.sk).send().await.expect("send"),
-        404,
-    )
-    .await;
+    problem(app.with_key(Method::DELETE, &path, &b_.sk).go().await, 404).await;
     // The 404 for another tenant's lead is the 404 of a lead that never existed.
     let missing = problem(
         app.with_key(Method::GET, "/v1/leads/lead_01jd6c8m2f0000000000000000", &b_.sk)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         404,
     )
     .await;
-    let theirs = problem(
-        app.with_key(Method::GET, &path, &b_.sk).send().await.expect("send"),
-        404,
-    )
-    .await;
+    let theirs = problem(app.with_key(Method::GET, &path, &b_.sk).go().await, 404).await;
     assert_eq!(missing["detail"], theirs["detail"]);
     assert_eq!(missing["type"], theirs["type"]);
     let list: Value = app
         .with_key(Method::GET, "/v1/leads", &b_.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
     assert_eq!(list["data"], json!([]));
     let list: Value = app
         .with_key(Method::GET, "/v1/leads?q=maria", &b_.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -491,27 +451,18 @@ async fn other_tenants_get_404_and_change_nothing(b: Backend) {
     // Unchanged for its owner.
     let read: Value = app
         .with_key(Method::GET, &path, &a.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
     assert_eq!(read, lead);
     // Malformed ids are 404 too.
-    problem(
-        app.with_key(Method::GET, "/v1/leads/not-an-id", &a.sk)
-            .send()
-            .await
-            .expect("send"),
-        404,
-    )
-    .await;
+    problem(app.with_key(Method::GET, "/v1/leads/not-an-id", &a.sk).go().await, 404).await;
     problem(
         app.with_key(Method::GET, "/v1/leads/ten_01jd6c8m2f0000000000000000", &a.sk)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         404,
     )
     .await;
@@ -523,9 +474,8 @@ async fn publishable_keys_only_capture(b: Backend) {
     let res = app
         .with_key(Method::POST, "/v1/leads", &t.pk)
         .json(&lead_body("maria@example.com"))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     let id = res.json::<Value>().await.expect("json")["id"]
         .as_str()
@@ -537,14 +487,13 @@ async fn publishable_keys_only_capture(b: Backend) {
         (Method::DELETE, format!("/v1/leads/{id}")),
         (Method::GET, "/v1/settings".to_owned()),
     ] {
-        problem(app.with_key(m, &p, &t.pk).send().await.expect("send"), 403).await;
+        problem(app.with_key(m, &p, &t.pk).go().await, 403).await;
     }
     problem(
         app.with_key(Method::PATCH, &format!("/v1/leads/{id}"), &t.pk)
             .json(&json!({"status": "lost"}))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         403,
     )
     .await;
@@ -552,9 +501,8 @@ async fn publishable_keys_only_capture(b: Backend) {
     let res = app
         .with_key(Method::PATCH, "/v1/settings", &t.sk)
         .json(&json!({"allowed_origins": ["https://charter.example"]}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     let post = |origin: Option<&str>| {
         let mut r = app
@@ -572,9 +520,8 @@ async fn publishable_keys_only_capture(b: Backend) {
     assert_eq!(
         app.with_key(Method::POST, "/v1/leads", &t.sk)
             .json(&lead_body("x@example.com"))
-            .send()
+            .go()
             .await
-            .expect("send")
             .status(),
         201
     );
@@ -591,28 +538,22 @@ async fn revoked_and_suspended_keys(b: Backend) {
         "sk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         &format!("{}x", t.sk),
     ] {
-        problem(
-            app.with_key(Method::GET, "/v1/leads", key).send().await.expect("send"),
-            401,
-        )
-        .await;
+        problem(app.with_key(Method::GET, "/v1/leads", key).go().await, 401).await;
     }
-    problem(app.client.get(app.url("/v1/leads")).send().await.expect("send"), 401).await;
+    problem(app.client.get(app.url("/v1/leads")).go().await, 401).await;
     // A second key, then revoke the first: refused at once, the second still works.
     let res = app
         .admin(Method::POST, &format!("/admin/tenants/{}/keys", t.id))
         .json(&json!({"kind": "secret"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     let issued: Value = res.json().await.expect("json");
     let sk2 = issued["key"].as_str().expect("key").to_owned();
     let tv: Value = app
         .admin(Method::GET, &format!("/admin/tenants/{}", t.id))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -636,62 +577,34 @@ async fn revoked_and_suspended_keys(b: Backend) {
                 .expect("prefix")
         )
     );
-    assert_eq!(
-        app.with_key(Method::GET, "/v1/leads", &t.sk)
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        200
-    );
+    assert_eq!(app.with_key(Method::GET, "/v1/leads", &t.sk).go().await.status(), 200);
     let res = app
         .admin(Method::DELETE, &format!("/admin/tenants/{}/keys/{first_id}", t.id))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     assert!(res.json::<Value>().await.expect("json")["revoked_at"].is_string());
-    problem(
-        app.with_key(Method::GET, "/v1/leads", &t.sk)
-            .send()
-            .await
-            .expect("send"),
-        401,
-    )
-    .await;
-    assert_eq!(
-        app.with_key(Method::GET, "/v1/leads", &sk2)
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        200
-    );
+    problem(app.with_key(Method::GET, "/v1/leads", &t.sk).go().await, 401).await;
+    assert_eq!(app.with_key(Method::GET, "/v1/leads", &sk2).go().await.status(), 200);
     // Another tenant's key id under this tenant: 404.
     let u = app.tenant("Other").await;
     let uv: Value = app
         .admin(Method::GET, &format!("/admin/tenants/{}", u.id))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
     let their_key = uv["keys"][0]["id"].as_str().expect("key id").to_owned();
     problem(
         app.admin(Method::DELETE, &format!("/admin/tenants/{}/keys/{their_key}", t.id))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         404,
     )
     .await;
     assert_eq!(
-        app.with_key(Method::GET, "/v1/leads", &u.sk)
-            .send()
-            .await
-            .expect("send")
-            .status(),
+        app.with_key(Method::GET, "/v1/leads", &u.sk).go().await.status(),
         200,
         "untouched"
     );
@@ -699,38 +612,24 @@ async fn revoked_and_suspended_keys(b: Backend) {
     let res = app
         .admin(Method::PATCH, &format!("/admin/tenants/{}", t.id))
         .json(&json!({"status": "suspended"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
-    let p = problem(
-        app.with_key(Method::GET, "/v1/leads", &sk2).send().await.expect("send"),
-        403,
-    )
-    .await;
+    let p = problem(app.with_key(Method::GET, "/v1/leads", &sk2).go().await, 403).await;
     assert!(p["detail"].as_str().is_some_and(|d| d.contains("suspended")));
     problem(
         app.with_key(Method::POST, "/v1/leads", &t.pk)
             .json(&lead_body("a@example.com"))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         403,
     )
     .await;
     app.admin(Method::PATCH, &format!("/admin/tenants/{}", t.id))
         .json(&json!({"status": "active"}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(
-        app.with_key(Method::GET, "/v1/leads", &sk2)
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        200
-    );
+        .go()
+        .await;
+    assert_eq!(app.with_key(Method::GET, "/v1/leads", &sk2).go().await.status(), 200);
 }
 
 async fn restart_keeps_every_lead(b: Backend) {
@@ -767,12 +666,7 @@ async fn json_numbers_nul_characters_and_cursors(b: Backend) {
 
     let mut body = lead_body("halves@example.com");
     body["guests"] = json!({"adults": 2.5});
-    let res = app
-        .with_key(Method::POST, "/v1/leads", &t.sk)
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let res = app.with_key(Method::POST, "/v1/leads", &t.sk).json(&body).go().await;
     let p = problem(res, 422).await;
     assert_eq!(p["errors"][0]["pointer"], "/guests/adults", "{p}");
 
@@ -786,17 +680,15 @@ async fn json_numbers_nul_characters_and_cursors(b: Backend) {
             .with_key(Method::POST, "/v1/leads", &t.sk)
             .header("content-type", "application/json")
             .body(raw)
-            .send()
-            .await
-            .expect("send");
+            .go()
+            .await;
         let p = problem(res, 400).await;
         assert!(p["detail"].as_str().is_some_and(|d| d.contains("NUL")), "{field}: {p}");
     }
     let listed: Value = app
         .with_key(Method::GET, "/v1/leads", &t.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -809,17 +701,15 @@ async fn json_numbers_nul_characters_and_cursors(b: Backend) {
     // A cursor is a position: any id-shaped value pages from there.
     let res = app
         .with_key(Method::GET, "/v1/leads?cursor=lead_7zzzzzzzzzzzzzzzzzzzzzzzzz", &t.sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     let page: Value = res.json().await.expect("json");
     assert_eq!(page["data"].as_array().map(Vec::len), Some(1));
     let res = app
         .with_key(Method::GET, "/v1/leads?cursor=lead_00000000000000000000000000", &t.sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     let page: Value = res.json().await.expect("json");
     assert_eq!(page["data"].as_array().map(Vec::len), Some(0));
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Go;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -33,7 +35,7 @@ fn captured() -> &'static Buffer {
     })
 }
 
-both_backends!(a_full_scenario_logs_no_personal_data_or_secrets);
+leadline_store::both_backends!(a_full_scenario_logs_no_personal_data_or_secrets);
 
 async fn a_full_scenario_logs_no_personal_data_or_secrets(b: Backend) {
     let buf = captured();
@@ -41,9 +43,7 @@ async fn a_full_scenario_logs_no_personal_data_or_secrets(b: Backend) {
     let res = app
         .admin(Method::POST, "/admin/tenants")
         .json(&json!({"name": "Aegean Blue", "notification_emails": ["staff.alerts@aegean.example"], "reply_to": "sales.desk@aegean.example"}))
-        .send()
-        .await
-        .expect("send");
+        .go().await;
     let created: serde_json::Value = res.json().await.expect("json");
     let sk = created["secret_key"].as_str().expect("sk").to_owned();
     let pk = created["publishable_key"].as_str().expect("pk").to_owned();
@@ -54,9 +54,8 @@ async fn a_full_scenario_logs_no_personal_data_or_secrets(b: Backend) {
         .with_key(Method::POST, "/v1/leads", &pk)
         .header("Idempotency-Key", "log-1")
         .json(&body)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -64,51 +63,35 @@ async fn a_full_scenario_logs_no_personal_data_or_secrets(b: Backend) {
     app.with_key(Method::POST, "/v1/leads", &pk)
         .header("Idempotency-Key", "log-1")
         .json(&body)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     app.with_key(Method::POST, "/v1/leads", &pk)
         .json(&json!({"name": "Maria Secretname", "email": "maria.private@example"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     app.with_key(Method::GET, "/v1/leads?q=maria.private%40example.com", &sk)
-        .send()
-        .await
-        .expect("send");
-    app.with_key(Method::GET, "/v1/leads?q=6947654321", &sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
+    app.with_key(Method::GET, "/v1/leads?q=6947654321", &sk).go().await;
     app.with_key(Method::PATCH, &format!("/v1/leads/{id}"), &sk)
         .json(&json!({"status": "contacted", "notes": "call Maria Secretname"}))
-        .send()
-        .await
-        .expect("send");
-    app.with_key(Method::GET, &format!("/v1/leads/{id}"), &sk)
-        .send()
-        .await
-        .expect("send");
-    app.with_key(Method::DELETE, &format!("/v1/leads/{id}"), &sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
+    app.with_key(Method::GET, &format!("/v1/leads/{id}"), &sk).go().await;
+    app.with_key(Method::DELETE, &format!("/v1/leads/{id}"), &sk).go().await;
     app.with_key(
         Method::GET,
         "/v1/leads",
         "sk_wrongwrongwrongwrongwrongwrongwrongwrongwro",
     )
-    .send()
-    .await
-    .expect("send");
+    .go()
+    .await;
     // A quote sent and accepted through its public page: the token stays out of the logs.
     let yacht: serde_json::Value = app
         .with_key(Method::POST, "/v1/yachts", &sk)
         .json(&json!({"name": "Y", "type": "gulet", "max_guests": 8, "min_nights": 1,
             "rates": [{"season": "s", "from": "2030-01-01", "to": "2030-12-31", "weekly_rate": {"amount": 700000, "currency": "EUR"}}]}))
-        .send()
-        .await
-        .expect("send")
+        .go().await
         .json()
         .await
         .expect("json");
@@ -118,18 +101,16 @@ async fn a_full_scenario_logs_no_personal_data_or_secrets(b: Backend) {
             &json!({"name": "Quote Client", "email": "quote.client@example.com", "charter_from": "2030-07-01",
             "charter_to": "2030-07-08", "consent": {"privacy_policy": true}}),
         )
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
     let quote: serde_json::Value = app
         .with_key(Method::POST, "/v1/quotes", &sk)
         .json(&json!({"lead_id": lead2["id"], "yacht_id": yacht["id"]}))
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -139,38 +120,24 @@ async fn a_full_scenario_logs_no_personal_data_or_secrets(b: Backend) {
             &format!("/v1/quotes/{}/send", quote["id"].as_str().expect("id")),
             &sk,
         )
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
     let url = sent["url"].as_str().expect("url").to_owned();
     let token = url.rsplit('/').next().expect("token").to_owned();
     assert_eq!(token.len(), 43);
-    app.client
-        .get(app.url(&format!("/q/{token}")))
-        .send()
-        .await
-        .expect("send");
-    app.client
-        .post(app.url(&format!("/q/{token}/accept")))
-        .send()
-        .await
-        .expect("send");
-    app.client
-        .post(app.url(&format!("/q/{token}/accept")))
-        .send()
-        .await
-        .expect("send");
+    app.client.get(app.url(&format!("/q/{token}"))).go().await;
+    app.client.post(app.url(&format!("/q/{token}/accept"))).go().await;
+    app.client.post(app.url(&format!("/q/{token}/accept"))).go().await;
     app.client
         .get(app.url("/admin/tenants"))
         .header("X-Admin-Key", "not-the-key-but-close")
-        .send()
-        .await
-        .expect("send");
-    app.admin(Method::GET, "/admin/metrics").send().await.expect("send");
-    app.admin(Method::GET, "/admin/audit").send().await.expect("send");
+        .go()
+        .await;
+    app.admin(Method::GET, "/admin/metrics").go().await;
+    app.admin(Method::GET, "/admin/audit").go().await;
     drop(app);
 
     let logs = String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();

@@ -2,20 +2,18 @@
 
 mod common;
 
+use common::Go;
+
 use std::process::Command;
 
 use common::{ADMIN_KEY, Backend, TestApp, lead_body, problem};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-both_backends!(maintenance_actions_answer_and_are_audited);
+leadline_store::both_backends!(maintenance_actions_answer_and_are_audited);
 
 async fn run(app: &TestApp, body: Value) -> reqwest::Response {
-    app.admin(Method::POST, "/admin/maintenance")
-        .json(&body)
-        .send()
-        .await
-        .expect("send")
+    app.admin(Method::POST, "/admin/maintenance").json(&body).go().await
 }
 
 async fn maintenance_actions_answer_and_are_audited(b: Backend) {
@@ -68,9 +66,8 @@ async fn maintenance_actions_answer_and_are_audited(b: Backend) {
         app.client
             .post(app.url("/admin/maintenance"))
             .json(&json!({"action": "backup_database"}))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         401,
     )
     .await;
@@ -123,9 +120,8 @@ async fn maintenance_actions_answer_and_are_audited(b: Backend) {
     // The maintenance requests themselves are audited, failures included.
     let v: Value = app
         .admin(Method::GET, "/admin/audit?limit=200")
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -169,9 +165,8 @@ async fn a_backup_under_load_is_consistent_and_restores() {
                     .post(&url)
                     .bearer_auth(&sk)
                     .json(&lead_body(&format!("c{n}@example.com")))
-                    .send()
-                    .await
-                    .expect("send");
+                    .go()
+                    .await;
                 assert_eq!(res.status(), 201);
                 n += 1;
             }
@@ -265,9 +260,8 @@ async fn a_backup_under_load_is_consistent_and_restores() {
     let list: Value = client
         .get(format!("{base}/v1/leads?limit=5"))
         .bearer_auth(&t.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -280,9 +274,8 @@ async fn a_backup_under_load_is_consistent_and_restores() {
         .post(format!("{base}/v1/leads"))
         .bearer_auth(&t.sk)
         .json(&lead_body("after@example.com"))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201, "and the API works");
     let _ = tx.send(());
     server.await.expect("join").expect("stopped");

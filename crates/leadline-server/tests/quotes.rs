@@ -3,12 +3,14 @@
 
 mod common;
 
+use common::Go;
+
 use common::smtp::{SmtpServer, part};
 use common::{Backend, Tenant, TestApp, eventually, problem};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-both_backends!(
+leadline_store::both_backends!(
     yachts_are_validated_scoped_and_archived,
     a_quote_is_priced_sent_and_accepted_into_a_booking,
     concurrent_accepts_for_overlapping_dates_book_once_and_say_why,
@@ -41,9 +43,8 @@ async fn yacht(app: &TestApp, t: &Tenant) -> String {
     let res = app
         .with_key(Method::POST, "/v1/yachts", &t.sk)
         .json(&yacht_body())
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     json_of(res).await["id"].as_str().expect("id").to_owned()
 }
@@ -59,12 +60,7 @@ async fn quote(app: &TestApp, t: &Tenant, lead: &str, yacht: &str, extra: Value)
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
-    let res = app
-        .with_key(Method::POST, "/v1/quotes", &t.sk)
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let res = app.with_key(Method::POST, "/v1/quotes", &t.sk).json(&body).go().await;
     let status = res.status();
     let v = json_of(res).await;
     assert_eq!(status, 201, "{v}");
@@ -74,9 +70,8 @@ async fn quote(app: &TestApp, t: &Tenant, lead: &str, yacht: &str, extra: Value)
 async fn send(app: &TestApp, t: &Tenant, quote_id: &str) -> String {
     let res = app
         .with_key(Method::POST, &format!("/v1/quotes/{quote_id}/send"), &t.sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     json_of(res).await["url"].as_str().expect("url").to_owned()
 }
@@ -91,13 +86,7 @@ async fn yachts_are_validated_scoped_and_archived(b: Backend) {
     let t = app.tenant("A").await;
     let u = app.tenant("B").await;
     let id = yacht(&app, &t).await;
-    let y = json_of(
-        app.with_key(Method::GET, &format!("/v1/yachts/{id}"), &t.sk)
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let y = json_of(app.with_key(Method::GET, &format!("/v1/yachts/{id}"), &t.sk).go().await).await;
     assert_eq!(y["rates"].as_array().map(Vec::len), Some(2));
     assert_eq!(y["type"], "catamaran");
     let mut overlapping = yacht_body();
@@ -118,11 +107,7 @@ async fn yachts_are_validated_scoped_and_archived(b: Backend) {
         (free, "/rates/0/weekly_rate"),
     ] {
         let p = problem(
-            app.with_key(Method::POST, "/v1/yachts", &t.sk)
-                .json(&body)
-                .send()
-                .await
-                .expect("send"),
+            app.with_key(Method::POST, "/v1/yachts", &t.sk).json(&body).go().await,
             422,
         )
         .await;
@@ -142,42 +127,23 @@ async fn yachts_are_validated_scoped_and_archived(b: Backend) {
         (Method::DELETE, path.clone()),
         (Method::GET, format!("{path}/availability")),
     ] {
-        problem(
-            app.with_key(m, &p, &u.sk).json(&json!({})).send().await.expect("send"),
-            404,
-        )
-        .await;
+        problem(app.with_key(m, &p, &u.sk).json(&json!({})).go().await, 404).await;
     }
     let patched = json_of(
         app.with_key(Method::PATCH, &path, &t.sk)
             .json(&json!({"min_nights": 7}))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
     )
     .await;
     assert_eq!(patched["min_nights"], 7);
-    assert_eq!(
-        app.with_key(Method::DELETE, &path, &t.sk)
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        204
-    );
-    let list = json_of(
-        app.with_key(Method::GET, "/v1/yachts", &t.sk)
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    assert_eq!(app.with_key(Method::DELETE, &path, &t.sk).go().await.status(), 204);
+    let list = json_of(app.with_key(Method::GET, "/v1/yachts", &t.sk).go().await).await;
     assert_eq!(list["data"], json!([]), "archived yachts leave the list");
     let all = json_of(
         app.with_key(Method::GET, "/v1/yachts?include_archived=true", &t.sk)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
     )
     .await;
     assert!(all["data"][0]["archived_at"].is_string());
@@ -185,9 +151,8 @@ async fn yachts_are_validated_scoped_and_archived(b: Backend) {
     let p = problem(
         app.with_key(Method::POST, "/v1/quotes", &t.sk)
             .json(&json!({"lead_id": l, "yacht_id": id}))
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         422,
     )
     .await;
@@ -200,16 +165,14 @@ async fn a_quote_is_priced_sent_and_accepted_into_a_booking(b: Backend) {
     let t = app.tenant("Aegean Blue").await;
     app.with_key(Method::PATCH, "/v1/settings", &t.sk)
         .json(&json!({"vat_percent": "13", "notification_emails": ["desk@aegean.example"]}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     let rx = common::receiver::Receiver::start(&[], 200).await;
     let res = app
         .with_key(Method::POST, "/v1/webhook-endpoints", &t.sk)
         .json(&json!({"url": rx.url, "events": ["*"]}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     let y = yacht(&app, &t).await;
     let l = lead(&app, &t, "maria@example.com", "2030-06-26", "2030-07-06").await;
@@ -241,13 +204,7 @@ async fn a_quote_is_priced_sent_and_accepted_into_a_booking(b: Backend) {
     assert_eq!(q["url"], Value::Null, "no link before it is sent");
     let qid = q["id"].as_str().expect("id").to_owned();
     let url = send(&app, &t, &qid).await;
-    let lead_now = json_of(
-        app.with_key(Method::GET, &format!("/v1/leads/{l}"), &t.sk)
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let lead_now = json_of(app.with_key(Method::GET, &format!("/v1/leads/{l}"), &t.sk).go().await).await;
     assert_eq!(lead_now["status"], "quoted");
     // The client gets the link by email.
     let mail = eventually("the quote email", || async {
@@ -262,7 +219,7 @@ async fn a_quote_is_priced_sent_and_accepted_into_a_booking(b: Backend) {
     );
     // The page, in the tenant's name, with the lines, the total and the two buttons.
     let page_path = path_of(&url);
-    let page = app.client.get(app.url(&page_path)).send().await.expect("send");
+    let page = app.client.get(app.url(&page_path)).go().await;
     assert_eq!(page.status(), 200);
     assert!(
         page.headers()["content-type"]
@@ -295,9 +252,8 @@ async fn a_quote_is_priced_sent_and_accepted_into_a_booking(b: Backend) {
             &format!("/v1/yachts/{y}/availability?from=2030-06-01&to=2030-08-01"),
             &t.sk,
         )
-        .send()
-        .await
-        .expect("send"),
+        .go()
+        .await,
     )
     .await;
     assert_eq!(avail["held"][0]["quote_id"], qid.as_str());
@@ -310,16 +266,14 @@ async fn a_quote_is_priced_sent_and_accepted_into_a_booking(b: Backend) {
     let res = no_redirect
         .post(app.url(&format!("{page_path}/accept")))
         .form(&[("x", "1")])
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], page_path.as_str());
     let q = json_of(
         app.with_key(Method::GET, &format!("/v1/quotes/{qid}"), &t.sk)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
     )
     .await;
     assert_eq!(q["status"], "accepted");
@@ -330,48 +284,28 @@ async fn a_quote_is_priced_sent_and_accepted_into_a_booking(b: Backend) {
             &format!("/v1/yachts/{y}/availability?from=2030-06-01&to=2030-08-01"),
             &t.sk,
         )
-        .send()
-        .await
-        .expect("send"),
+        .go()
+        .await,
     )
     .await;
     assert_eq!(avail["booked"][0]["from"], "2030-06-26");
     assert_eq!(avail["booked"][0]["to"], "2030-07-06");
     assert_eq!(avail["held"], json!([]));
-    let lead_now = json_of(
-        app.with_key(Method::GET, &format!("/v1/leads/{l}"), &t.sk)
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let lead_now = json_of(app.with_key(Method::GET, &format!("/v1/leads/{l}"), &t.sk).go().await).await;
     assert_eq!(lead_now["status"], "won");
     assert!(
         app.client
             .get(app.url(&page_path))
-            .send()
+            .go()
             .await
-            .expect("send")
             .text()
             .await
             .expect("text")
             .contains("You accepted this quote")
     );
+    problem(app.client.post(app.url(&format!("{page_path}/accept"))).go().await, 409).await;
     problem(
-        app.client
-            .post(app.url(&format!("{page_path}/accept")))
-            .send()
-            .await
-            .expect("send"),
-        409,
-    )
-    .await;
-    problem(
-        app.client
-            .post(app.url(&format!("{page_path}/decline")))
-            .send()
-            .await
-            .expect("send"),
+        app.client.post(app.url(&format!("{page_path}/decline"))).go().await,
         409,
     )
     .await;
@@ -401,20 +335,13 @@ async fn a_quote_is_priced_sent_and_accepted_into_a_booking(b: Backend) {
     })
     .await;
     // Audit: the client's answer is recorded as the public link's.
-    let audit = json_of(
-        app.admin(Method::GET, "/admin/audit?action=quote.accept")
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let audit = json_of(app.admin(Method::GET, "/admin/audit?action=quote.accept").go().await).await;
     assert_eq!(audit["data"][0]["actor_type"], "public_link");
     assert_eq!(audit["data"][0]["resource_id"], qid.as_str());
     let listed = json_of(
         app.with_key(Method::GET, &format!("/v1/quotes?lead_id={l}&status=accepted"), &t.sk)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
     )
     .await;
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(1));
@@ -493,17 +420,15 @@ async fn concurrent_accepts_for_overlapping_dates_book_once_and_say_why(b: Backe
             &format!("/v1/yachts/{y}/availability?from=2030-07-01&to=2030-08-01"),
             &t.sk,
         )
-        .send()
-        .await
-        .expect("send"),
+        .go()
+        .await,
     )
     .await;
     assert_eq!(avail["booked"].as_array().map(Vec::len), Some(1));
     let accepted = json_of(
         app.with_key(Method::GET, "/v1/quotes?status=accepted", &t.sk)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
     )
     .await;
     assert_eq!(
@@ -520,12 +445,7 @@ async fn concurrent_accepts_for_overlapping_dates_book_once_and_say_why(b: Backe
     let q = quote(&app, &t, &l, &y, json!({})).await;
     let p = path_of(&send(&app, &t, q["id"].as_str().expect("id")).await);
     assert_eq!(
-        client
-            .post(app.url(&format!("{p}/accept")))
-            .send()
-            .await
-            .expect("send")
-            .status(),
+        client.post(app.url(&format!("{p}/accept"))).go().await.status(),
         303,
         "turnover day is free"
     );
@@ -536,27 +456,15 @@ async fn only_sent_unexpired_quotes_can_be_answered(b: Backend) {
     let t = app.tenant("Aegean Blue").await;
     let y = yacht(&app, &t).await;
     // An unknown token looks like any other missing page.
-    let missing = problem(
-        app.client.get(app.url("/nothing-here")).send().await.expect("send"),
-        404,
-    )
-    .await;
+    let missing = problem(app.client.get(app.url("/nothing-here")).go().await, 404).await;
     for path in ["/q/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "/q/short"] {
-        let p = problem(app.client.get(app.url(path)).send().await.expect("send"), 404).await;
+        let p = problem(app.client.get(app.url(path)).go().await, 404).await;
         assert_eq!((&p["type"], &p["detail"]), (&missing["type"], &missing["detail"]));
         assert!(
             !p["instance"].as_str().expect("instance").contains("AAAA"),
             "the token is not echoed"
         );
-        problem(
-            app.client
-                .post(app.url(&format!("{path}/accept")))
-                .send()
-                .await
-                .expect("send"),
-            404,
-        )
-        .await;
+        problem(app.client.post(app.url(&format!("{path}/accept"))).go().await, 404).await;
     }
     // Cancelled.
     let l = lead(&app, &t, "a@example.com", "2030-07-01", "2030-07-08").await;
@@ -565,26 +473,16 @@ async fn only_sent_unexpired_quotes_can_be_answered(b: Backend) {
     let p = path_of(&send(&app, &t, qid).await);
     assert_eq!(
         app.with_key(Method::POST, &format!("/v1/quotes/{qid}/cancel"), &t.sk)
-            .send()
+            .go()
             .await
-            .expect("send")
             .status(),
         200
     );
-    problem(
-        app.client
-            .post(app.url(&format!("{p}/accept")))
-            .send()
-            .await
-            .expect("send"),
-        409,
-    )
-    .await;
+    problem(app.client.post(app.url(&format!("{p}/accept"))).go().await, 409).await;
     problem(
         app.with_key(Method::POST, &format!("/v1/quotes/{qid}/send"), &t.sk)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         409,
     )
     .await;
@@ -596,47 +494,23 @@ async fn only_sent_unexpired_quotes_can_be_answered(b: Backend) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    assert_eq!(
-        client
-            .post(app.url(&format!("{p}/decline")))
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        303
-    );
-    problem(
-        app.client
-            .post(app.url(&format!("{p}/accept")))
-            .send()
-            .await
-            .expect("send"),
-        409,
-    )
-    .await;
+    assert_eq!(client.post(app.url(&format!("{p}/decline"))).go().await.status(), 303);
+    problem(app.client.post(app.url(&format!("{p}/accept"))).go().await, 409).await;
     // A draft has no link at all; an expired quote is refused and the janitor marks it.
     let l = lead(&app, &t, "c@example.com", "2030-07-01", "2030-07-08").await;
-    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    let soon = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let q = quote(&app, &t, &l, &y, json!({"valid_until": soon})).await;
     let qid = q["id"].as_str().expect("id").to_owned();
     let p = path_of(&send(&app, &t, &qid).await);
-    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
-    let refused = problem(
-        app.client
-            .post(app.url(&format!("{p}/accept")))
-            .send()
-            .await
-            .expect("send"),
-        409,
-    )
-    .await;
+    // Two hours later, without waiting them.
+    leadline_server::clock::test::advance(std::time::Duration::from_secs(2 * 3600));
+    let refused = problem(app.client.post(app.url(&format!("{p}/accept"))).go().await, 409).await;
     assert!(refused["detail"].as_str().is_some_and(|d| d.contains("expired")));
     assert!(
         app.client
             .get(app.url(&p))
-            .send()
+            .go()
             .await
-            .expect("send")
             .text()
             .await
             .expect("text")
@@ -645,15 +519,13 @@ async fn only_sent_unexpired_quotes_can_be_answered(b: Backend) {
     let res = app
         .admin(Method::POST, "/admin/maintenance")
         .json(&json!({"action": "expire_quotes"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(json_of(res).await["affected"], 1);
     let q = json_of(
         app.with_key(Method::GET, &format!("/v1/quotes/{qid}"), &t.sk)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
     )
     .await;
     assert_eq!(q["status"], "expired");
@@ -663,9 +535,8 @@ async fn only_sent_unexpired_quotes_can_be_answered(b: Backend) {
             Method::GET,
             &format!("/admin/audit?action=quote.expire&resource_id={qid}"),
         )
-        .send()
-        .await
-        .expect("send"),
+        .go()
+        .await,
     )
     .await;
     let entries = entries["data"].as_array().cloned().unwrap_or_default();
@@ -680,9 +551,8 @@ async fn only_sent_unexpired_quotes_can_be_answered(b: Backend) {
             &format!("/v1/yachts/{y}/availability?from=2030-06-01&to=2030-08-01"),
             &t.sk,
         )
-        .send()
-        .await
-        .expect("send"),
+        .go()
+        .await,
     )
     .await;
     assert_eq!(avail["booked"], json!([]));
@@ -700,11 +570,7 @@ async fn another_tenants_yacht_or_lead_cannot_be_quoted(b: Backend) {
     for y in [&their_yacht, "yacht_01jd6c8m2f0000000000000000"] {
         let body = json!({"name": "X", "email": "x@example.com", "yacht_id": y, "consent": {"privacy_policy": true}});
         let p = problem(
-            app.with_key(Method::POST, "/v1/leads", &t.sk)
-                .json(&body)
-                .send()
-                .await
-                .expect("send"),
+            app.with_key(Method::POST, "/v1/leads", &t.sk).json(&body).go().await,
             422,
         )
         .await;
@@ -715,9 +581,8 @@ async fn another_tenants_yacht_or_lead_cannot_be_quoted(b: Backend) {
     assert_eq!(
         app.with_key(Method::POST, "/v1/leads", &t.sk)
             .json(&body)
-            .send()
+            .go()
             .await
-            .expect("send")
             .status(),
         201
     );
@@ -725,9 +590,8 @@ async fn another_tenants_yacht_or_lead_cannot_be_quoted(b: Backend) {
         let p = problem(
             app.with_key(Method::POST, "/v1/quotes", &t.sk)
                 .json(&json!({"lead_id": l, "yacht_id": y}))
-                .send()
-                .await
-                .expect("send"),
+                .go()
+                .await,
             404,
         )
         .await;
@@ -740,16 +604,10 @@ async fn another_tenants_yacht_or_lead_cannot_be_quoted(b: Backend) {
         (Method::POST, format!("/v1/quotes/{qid}/send")),
         (Method::POST, format!("/v1/quotes/{qid}/cancel")),
     ] {
-        problem(app.with_key(m, &p, &u.sk).send().await.expect("send"), 404).await;
+        problem(app.with_key(m, &p, &u.sk).go().await, 404).await;
     }
     assert_eq!(
-        json_of(
-            app.with_key(Method::GET, "/v1/quotes", &u.sk)
-                .send()
-                .await
-                .expect("send")
-        )
-        .await["data"],
+        json_of(app.with_key(Method::GET, "/v1/quotes", &u.sk).go().await).await["data"],
         json!([])
     );
     // Bad requests: a night without a rate, too short, unknown extra.
@@ -769,11 +627,7 @@ async fn another_tenants_yacht_or_lead_cannot_be_quoted(b: Backend) {
         (json!({"lead_id": "nope", "yacht_id": my_yacht}), "/lead_id"),
     ] {
         let p = problem(
-            app.with_key(Method::POST, "/v1/quotes", &t.sk)
-                .json(&body)
-                .send()
-                .await
-                .expect("send"),
+            app.with_key(Method::POST, "/v1/quotes", &t.sk).json(&body).go().await,
             422,
         )
         .await;
@@ -785,9 +639,8 @@ async fn set_status(app: &TestApp, t: &Tenant, status: &str) {
     let res = app
         .admin(Method::PATCH, &format!("/admin/tenants/{}", t.id))
         .json(&json!({"status": status}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
 }
 
@@ -801,7 +654,7 @@ async fn a_suspended_tenants_quote_pages_stop(b: Backend) {
     let l = lead(&app, &t, "client@example.com", "2030-07-04", "2030-07-11").await;
     let q = quote(&app, &t, &l, &y, json!({})).await;
     let path = path_of(&send(&app, &t, q["id"].as_str().expect("id")).await);
-    let res = app.client.get(app.url(&path)).send().await.expect("send");
+    let res = app.client.get(app.url(&path)).go().await;
     assert_eq!(res.status(), 200);
     let h = res.headers();
     let csp = h
@@ -823,32 +676,18 @@ async fn a_suspended_tenants_quote_pages_stop(b: Backend) {
     );
 
     set_status(&app, &t, "suspended").await;
-    problem(app.client.get(app.url(&path)).send().await.expect("send"), 404).await;
+    problem(app.client.get(app.url(&path)).go().await, 404).await;
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
     for action in ["accept", "decline"] {
-        problem(
-            no_redirects
-                .post(app.url(&format!("{path}/{action}")))
-                .send()
-                .await
-                .expect("send"),
-            404,
-        )
-        .await;
+        problem(no_redirects.post(app.url(&format!("{path}/{action}"))).go().await, 404).await;
     }
-    let got = json_of(
-        app.admin(Method::GET, &format!("/admin/tenants/{}", t.id))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let got = json_of(app.admin(Method::GET, &format!("/admin/tenants/{}", t.id)).go().await).await;
     assert_eq!(got["status"], "suspended");
     set_status(&app, &t, "active").await;
-    let res = app.client.get(app.url(&path)).send().await.expect("send");
+    let res = app.client.get(app.url(&path)).go().await;
     assert_eq!(res.status(), 200, "back with the tenant");
     let html = res.text().await.expect("html");
     assert!(html.contains("action=\"/q/"), "still answerable");
@@ -863,11 +702,7 @@ async fn amounts_beyond_the_maximum_are_refused(b: Backend) {
     body["rates"][0]["weekly_rate"]["amount"] = json!(i64::MAX);
     body["extras"][1]["price"]["amount"] = json!(10_000_000_000_001i64);
     let p = problem(
-        app.with_key(Method::POST, "/v1/yachts", &t.sk)
-            .json(&body)
-            .send()
-            .await
-            .expect("send"),
+        app.with_key(Method::POST, "/v1/yachts", &t.sk).json(&body).go().await,
         422,
     )
     .await;
@@ -884,9 +719,8 @@ async fn amounts_beyond_the_maximum_are_refused(b: Backend) {
     problem(
         app.with_key(Method::POST, "/v1/leads", &t.sk)
             .json(&lead_body)
-            .send()
-            .await
-            .expect("send"),
+            .go()
+            .await,
         422,
     )
     .await;
@@ -895,9 +729,8 @@ async fn amounts_beyond_the_maximum_are_refused(b: Backend) {
     let res = app
         .with_key(Method::POST, "/v1/quotes", &t.sk)
         .json(&json!({"lead_id": l, "yacht_id": y, "delivery_fee": i64::MAX}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     let p = problem(res, 422).await;
     assert_eq!(p["errors"][0]["pointer"], "/delivery_fee", "{p}");
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Go;
+
 use common::{Backend, TestApp, lead_body, problem};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -23,7 +25,7 @@ async fn invented_methods_make_no_new_series() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     for i in 0..50 {
         let m = Method::from_bytes(format!("INVENTED{i}X").as_bytes()).expect("method");
-        let res = app.client.request(m, app.url("/healthz")).send().await.expect("send");
+        let res = app.client.request(m, app.url("/healthz")).go().await;
         assert!(res.status().is_client_error(), "{}", res.status());
     }
     let text = metrics_text(&app).await;
@@ -35,9 +37,8 @@ async fn set_status(app: &TestApp, id: &str, status: &str) {
     let res = app
         .admin(Method::PATCH, &format!("/admin/tenants/{id}"))
         .json(&json!({"status": status}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
 }
 
@@ -60,15 +61,13 @@ async fn idempotency_comes_after_authorization(b: Backend) {
     let hook = json!({"url": "http://127.0.0.1:9/hook", "events": ["lead.created"]});
     let res = idem(Method::POST, "/v1/webhook-endpoints", &t.sk, "k1")
         .json(&hook)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     let res = idem(Method::POST, "/v1/webhook-endpoints", &t.pk, "k1")
         .json(&hook)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert!(
         res.headers().get("idempotent-replayed").is_none(),
         "no replay for another key kind"
@@ -77,40 +76,20 @@ async fn idempotency_comes_after_authorization(b: Backend) {
     assert!(!p.to_string().contains("whsec_"), "{p}");
 
     // A publishable key's refusal does not stick to the key.
-    let res = idem(Method::POST, "/v1/yachts", &t.pk, "k2")
-        .json(&yacht())
-        .send()
-        .await
-        .expect("send");
+    let res = idem(Method::POST, "/v1/yachts", &t.pk, "k2").json(&yacht()).go().await;
     problem(res, 403).await;
-    let res = idem(Method::POST, "/v1/yachts", &t.sk, "k2")
-        .json(&yacht())
-        .send()
-        .await
-        .expect("send");
+    let res = idem(Method::POST, "/v1/yachts", &t.sk, "k2").json(&yacht()).go().await;
     assert_eq!(res.status(), 201, "the secret key's request runs");
 
     // A suspended tenant gets no replays.
     let body = lead_body("suspended@example.com");
-    let res = idem(Method::POST, "/v1/leads", &t.sk, "k3")
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let res = idem(Method::POST, "/v1/leads", &t.sk, "k3").json(&body).go().await;
     assert_eq!(res.status(), 201);
     set_status(&app, &t.id, "suspended").await;
-    let res = idem(Method::POST, "/v1/leads", &t.sk, "k3")
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let res = idem(Method::POST, "/v1/leads", &t.sk, "k3").json(&body).go().await;
     problem(res, 403).await;
     set_status(&app, &t.id, "active").await;
-    let res = idem(Method::POST, "/v1/leads", &t.sk, "k3")
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let res = idem(Method::POST, "/v1/leads", &t.sk, "k3").json(&body).go().await;
     assert_eq!(res.status(), 201);
     assert_eq!(
         res.headers().get("idempotent-replayed").map(|v| v.as_bytes()),
@@ -121,18 +100,16 @@ async fn idempotency_comes_after_authorization(b: Backend) {
     let res = app
         .with_key(Method::PATCH, "/v1/settings", &t.sk)
         .json(&json!({"allowed_origins": ["https://charters.example"]}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     let body = lead_body("browser@example.com");
     for replayed in [false, true] {
         let res = idem(Method::POST, "/v1/leads", &t.pk, "k4")
             .header("Origin", "https://charters.example")
             .json(&body)
-            .send()
-            .await
-            .expect("send");
+            .go()
+            .await;
         assert_eq!(res.status(), 201);
         assert_eq!(res.headers().get("idempotent-replayed").is_some(), replayed);
         assert_eq!(
@@ -144,14 +121,13 @@ async fn idempotency_comes_after_authorization(b: Backend) {
     let res = idem(Method::POST, "/v1/leads", &t.pk, "k4")
         .header("Origin", "https://evil.example")
         .json(&body)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert!(res.headers().get("access-control-allow-origin").is_none());
     problem(res, 403).await;
 }
 
-both_backends!(idempotency_comes_after_authorization);
+leadline_store::both_backends!(idempotency_comes_after_authorization);
 
 /// Smaller holes: two credentials headers, a revoked key told apart from an
 /// unknown one, a panicking handler answering text, a date that overflows.
@@ -165,52 +141,37 @@ async fn smaller_holes_are_closed(b: Backend) {
         .get(app.url("/v1/leads"))
         .header("Authorization", format!("Bearer {}", t.sk))
         .header("Authorization", format!("Bearer {}", u.sk))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     problem(res, 400).await;
     let res = app
         .client
         .get(app.url("/admin/tenants"))
         .header("X-Admin-Key", common::ADMIN_KEY)
         .header("X-Admin-Key", "something-else-entirely")
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     problem(res, 400).await;
     // A revoked key and a key that never existed get the same answer.
     let res = app
         .admin(Method::POST, &format!("/admin/tenants/{}/keys", t.id))
         .json(&json!({"kind": "secret"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     let issued: Value = res.json().await.expect("json");
     let key = issued["key"].as_str().expect("key").to_owned();
     let key_id = issued["id"].as_str().expect("id").to_owned();
     let res = app
         .admin(Method::DELETE, &format!("/admin/tenants/{}/keys/{key_id}", t.id))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert!(res.status().is_success());
-    let revoked = problem(
-        app.with_key(Method::GET, "/v1/leads", &key).send().await.expect("send"),
-        401,
-    )
-    .await;
+    let revoked = problem(app.with_key(Method::GET, "/v1/leads", &key).go().await, 401).await;
     let mut unknown_key = key.clone();
     unknown_key.pop();
     unknown_key.push(if key.ends_with('A') { 'B' } else { 'A' });
-    let unknown = problem(
-        app.with_key(Method::GET, "/v1/leads", &unknown_key)
-            .send()
-            .await
-            .expect("send"),
-        401,
-    )
-    .await;
+    let unknown = problem(app.with_key(Method::GET, "/v1/leads", &unknown_key).go().await, 401).await;
     assert_eq!(
         revoked["detail"], unknown["detail"],
         "no oracle for keys that once existed"
@@ -219,9 +180,8 @@ async fn smaller_holes_are_closed(b: Backend) {
     let y: Value = app
         .with_key(Method::POST, "/v1/yachts", &t.sk)
         .json(&yacht())
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -229,9 +189,8 @@ async fn smaller_holes_are_closed(b: Backend) {
     for q in ["from=%2B262142-12-31", "from=1900-01-01", "to=2300-01-01"] {
         let res = app
             .with_key(Method::GET, &format!("/v1/yachts/{id}/availability?{q}"), &t.sk)
-            .send()
-            .await
-            .expect("send");
+            .go()
+            .await;
         let p = problem(res, 400).await;
         assert!(p["detail"].as_str().is_some_and(|d| d.contains("2000-01-01")), "{p}");
     }
@@ -239,18 +198,14 @@ async fn smaller_holes_are_closed(b: Backend) {
     body["charter_from"] = json!("2250-07-01");
     body["charter_to"] = json!("2250-07-08");
     let p = problem(
-        app.with_key(Method::POST, "/v1/leads", &t.sk)
-            .json(&body)
-            .send()
-            .await
-            .expect("send"),
+        app.with_key(Method::POST, "/v1/leads", &t.sk).json(&body).go().await,
         422,
     )
     .await;
     assert_eq!(p["errors"][0]["pointer"], "/charter_from", "{p}");
 }
 
-both_backends!(smaller_holes_are_closed);
+leadline_store::both_backends!(smaller_holes_are_closed);
 
 /// IPv6 clients are limited by their /64: new addresses of one network share a
 /// quota.
@@ -271,9 +226,8 @@ async fn ipv6_clients_share_their_64s_quota() {
                 .client
                 .get(app.url("/openapi.json"))
                 .header("X-Forwarded-For", format!("2001:db8:1:2::{i:x}"))
-                .send()
-                .await
-                .expect("send");
+                .go()
+                .await;
             v.push(res.status().as_u16());
         }
         v
@@ -283,9 +237,8 @@ async fn ipv6_clients_share_their_64s_quota() {
         .client
         .get(app.url("/openapi.json"))
         .header("X-Forwarded-For", "2001:db8:1:3::1")
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(other.status(), 200, "another /64 has its own quota");
 }
 
@@ -311,12 +264,7 @@ async fn spoofing_text_is_refused_everywhere(b: Backend) {
     ] {
         let mut body = lead_body("spoof@example.com");
         body["name"] = json!(name);
-        let res = app
-            .with_key(Method::POST, "/v1/leads", &t.sk)
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
+        let res = app.with_key(Method::POST, "/v1/leads", &t.sk).json(&body).go().await;
         refused(res, "/name").await;
     }
     assert!(app.lead_ids(&t).await.is_empty(), "nothing stored");
@@ -324,33 +272,25 @@ async fn spoofing_text_is_refused_everywhere(b: Backend) {
     let res = app
         .with_key(Method::PATCH, "/v1/settings", &t.sk)
         .json(&json!({"company_name": "Aegean \u{2066}Charters"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     refused(res, "/company_name").await;
     let mut y = yacht();
     y["rates"][0]["season"] = json!("high\u{2029}season");
-    let res = app
-        .with_key(Method::POST, "/v1/yachts", &t.sk)
-        .json(&y)
-        .send()
-        .await
-        .expect("send");
+    let res = app.with_key(Method::POST, "/v1/yachts", &t.sk).json(&y).go().await;
     refused(res, "/rates/0/season").await;
     let res = app
         .with_key(Method::POST, "/v1/webhook-endpoints", &t.sk)
         .json(&json!({"url": "http://127.0.0.1:9/hook", "events": ["lead.created"], "description": "CRM \u{202B}hook"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     refused(res, "/description").await;
     // A quote discount label with a line break.
     let y: Value = app
         .with_key(Method::POST, "/v1/yachts", &t.sk)
         .json(&yacht())
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -362,13 +302,12 @@ async fn spoofing_text_is_refused_everywhere(b: Backend) {
         .with_key(Method::POST, "/v1/quotes", &t.sk)
         .json(&json!({"lead_id": lead["id"], "yacht_id": y["id"],
             "discounts": [{"label": "Loyalty\r\nBcc: everyone@example.com", "percent": "5"}]}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     refused(res, "/discounts/0/label").await;
 }
 
-both_backends!(spoofing_text_is_refused_everywhere);
+leadline_store::both_backends!(spoofing_text_is_refused_everywhere);
 
 /// Erasure reaches everything: a replay of the lead's original POST answers 410
 /// without the person's data, the `.eml` files are gone, and (SQLite) no byte
@@ -383,9 +322,8 @@ async fn erasure_reaches_everything(b: Backend) {
         .with_key(Method::POST, "/v1/leads", &t.sk)
         .header("Idempotency-Key", "erase-1")
         .json(&body)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 201);
     let lead: Value = res.json().await.expect("json");
     let id = lead["id"].as_str().expect("id").to_owned();
@@ -394,22 +332,20 @@ async fn erasure_reaches_everything(b: Backend) {
         std::fs::read_dir(&mail_dir).ok()?.flatten().next().map(|_| ())
     })
     .await;
-    // Let the dispatcher record its deliveries, so nothing is in flight.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The dispatcher has recorded its deliveries: nothing is in flight.
+    common::drain_outbox(&app).await;
     let res = app
         .with_key(Method::DELETE, &format!("/v1/leads/{id}"), &t.sk)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 204);
 
     let res = app
         .with_key(Method::POST, "/v1/leads", &t.sk)
         .header("Idempotency-Key", "erase-1")
         .json(&body)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(
         res.headers().get("idempotent-replayed").map(|v| v.as_bytes()),
         Some(&b"true"[..])
@@ -440,4 +376,4 @@ async fn erasure_reaches_everything(b: Backend) {
     }
 }
 
-both_backends!(erasure_reaches_everything);
+leadline_store::both_backends!(erasure_reaches_everything);

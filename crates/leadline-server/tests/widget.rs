@@ -3,22 +3,20 @@
 
 mod common;
 
+use common::Go;
+
 use common::{Backend, TestApp, lead_body, problem};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-both_backends!(widget_settings_and_config, spam_is_answered_like_success_and_dropped);
+leadline_store::both_backends!(widget_settings_and_config, spam_is_answered_like_success_and_dropped);
 
 async fn widget_settings_and_config(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.tenant("Widget Charters").await;
     let bad = json!({"widget": {"fields": ["ssn"], "accent_color": "red", "privacy_url": "http://x.example"}});
     let p = problem(
-        app.with_key(Method::PATCH, "/v1/settings", &t.sk)
-            .json(&bad)
-            .send()
-            .await
-            .expect("send"),
+        app.with_key(Method::PATCH, "/v1/settings", &t.sk).json(&bad).go().await,
         422,
     )
     .await;
@@ -42,9 +40,8 @@ async fn widget_settings_and_config(b: Backend) {
     let res = app
         .with_key(Method::PATCH, "/v1/settings", &t.sk)
         .json(&good)
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     let settings: Value = res.json().await.expect("json");
     assert_eq!(settings["widget"]["accent_color"], "#aa3300");
@@ -83,18 +80,13 @@ async fn widget_settings_and_config(b: Backend) {
     wrong.pop();
     wrong.push(if t.pk.ends_with('A') { 'B' } else { 'A' });
     problem(get(&wrong, None).await.expect("send"), 401).await;
-    problem(
-        app.client.get(app.url("/v1/widget/config")).send().await.expect("send"),
-        400,
-    )
-    .await;
+    problem(app.client.get(app.url("/v1/widget/config")).go().await, 400).await;
     // A suspended tenant's widget stops.
     let res = app
         .admin(Method::PATCH, &format!("/admin/tenants/{}", t.id))
         .json(&json!({"status": "suspended"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200);
     problem(get(&t.pk, None).await.expect("send"), 403).await;
 }
@@ -140,15 +132,13 @@ async fn spam_is_answered_like_success_and_dropped(b: Backend) {
             &format!("/v1/leads/{}", v["id"].as_str().expect("id")),
             &t.sk,
         )
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     problem(res, 404).await;
     let logs: Value = app
         .with_key(Method::GET, "/v1/mail-logs", &t.sk)
-        .send()
+        .go()
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");

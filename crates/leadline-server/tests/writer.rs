@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Go;
+
 use std::time::Duration;
 
 use common::{Backend, Tenant, TestApp, lead_body};
@@ -111,9 +113,8 @@ async fn abandoned_requests_leave_the_writer_working(backend: Backend) {
     let res = app
         .admin(Method::PATCH, &format!("/admin/tenants/{}", t.id))
         .json(&serde_json::json!({"company_name": "Still Writing"}))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 200, "an admin write succeeds");
     let ready = app.client.get(app.url("/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 200);
@@ -137,7 +138,7 @@ async fn abandoned_requests_leave_the_writer_working(backend: Backend) {
     assert!(orphans.is_empty(), "leads without an audit entry: {orphans:?}");
 }
 
-both_backends!(abandoned_requests_leave_the_writer_working);
+leadline_store::both_backends!(abandoned_requests_leave_the_writer_working);
 
 /// Holds SQLite's write lock from another connection, as another process would
 /// (a `sqlite3` shell in a transaction, a stuck restore), until dropped.
@@ -181,9 +182,8 @@ async fn readiness_follows_the_writer() {
     let res = app
         .with_key(Method::POST, "/v1/leads", &t.sk)
         .json(&lead_body("locked@example.com"))
-        .send()
-        .await
-        .expect("send");
+        .go()
+        .await;
     assert_eq!(res.status(), 503);
     assert_eq!(
         res.headers().get("retry-after").and_then(|v| v.to_str().ok()),
@@ -228,9 +228,8 @@ async fn a_full_queue_answers_503_and_loses_nothing() {
                 .post(format!("{}/v1/leads", tc.base))
                 .bearer_auth(&tc.sk)
                 .json(&lead_body(&format!("queued{n}@example.com")))
-                .send()
-                .await
-                .expect("send");
+                .go()
+                .await;
             let status = res.status().as_u16();
             let retry_after = res.headers().get("retry-after").is_some();
             let v: Value = res.json().await.expect("json");
@@ -333,9 +332,8 @@ async fn revoked_keys_are_refused_everywhere(backend: Backend) {
             client
                 .get(format!("{base}/v1/leads"))
                 .bearer_auth(key)
-                .send()
+                .go()
                 .await
-                .expect("send")
                 .status()
                 .as_u16()
         }
@@ -370,4 +368,4 @@ async fn revoked_keys_are_refused_everywhere(backend: Backend) {
     assert_eq!(get(app.base.clone(), t.sk.clone()).await, 200);
 }
 
-both_backends!(revoked_keys_are_refused_everywhere);
+leadline_store::both_backends!(revoked_keys_are_refused_everywhere);

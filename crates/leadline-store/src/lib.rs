@@ -33,6 +33,7 @@ mod common;
 mod migrate;
 pub mod postgres;
 pub mod sqlite;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 /// Which database a store uses.

@@ -99,3 +99,24 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// Runs async test bodies on both backends: `both_backends!(name, ...)` makes
+/// `name::sqlite` and `name::postgres` from each `async fn name(backend: Backend)`.
+/// The store's conformance suite and the server's HTTP tests share it.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}

@@ -50,20 +50,7 @@ fn page(limit: u32) -> PageRequest {
     PageRequest { after: None, limit }
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() { super::$name(leadline_store::Backend::Sqlite).await }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() { super::$name(leadline_store::Backend::Postgres).await }
-            }
-        )*
-    };
-}
-
-conformance!(
+leadline_store::both_backends!(
     tenants_round_trip_and_slugs_are_unique,
     keys_are_found_by_hash_and_revoked,
     leads_round_trip_exactly,

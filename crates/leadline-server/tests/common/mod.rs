@@ -17,24 +17,17 @@ pub mod smtp;
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 
-/// Runs one async test body on both backends: `both_backends!(name);` makes
-/// `name::sqlite` and `name::postgres` from `async fn name(backend: Backend)`.
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::common::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name($crate::common::Backend::Postgres).await
-                }
-            }
-        )*
-    };
+/// `.go().await`: sends a request built for a test, which fails on a network
+/// error (the server under test is local: none is expected).
+pub trait Go {
+    /// Sends it.
+    fn go(self) -> impl std::future::Future<Output = reqwest::Response> + Send;
+}
+
+impl Go for RequestBuilder {
+    async fn go(self) -> reqwest::Response {
+        self.send().await.expect("send")
+    }
 }
 
 pub struct TestApp {
@@ -159,9 +152,8 @@ impl TestApp {
         let res = self
             .admin(Method::POST, "/admin/tenants")
             .json(&json!({"name": name}))
-            .send()
-            .await
-            .expect("send");
+            .go()
+            .await;
         assert_eq!(res.status(), 201, "create tenant");
         let body: Value = res.json().await.expect("json");
         Tenant {
@@ -173,12 +165,7 @@ impl TestApp {
 
     /// Creates a lead with the secret key and returns its body.
     pub async fn lead(&self, t: &Tenant, body: Value) -> Value {
-        let res = self
-            .with_key(Method::POST, "/v1/leads", &t.sk)
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
+        let res = self.with_key(Method::POST, "/v1/leads", &t.sk).json(&body).go().await;
         let status = res.status();
         let v: Value = res.json().await.expect("json");
         assert_eq!(status, 201, "create lead: {v}");
@@ -196,9 +183,8 @@ impl TestApp {
             };
             let v: Value = self
                 .with_key(Method::GET, &path, &t.sk)
-                .send()
+                .go()
                 .await
-                .expect("send")
                 .json()
                 .await
                 .expect("json");
@@ -287,6 +273,20 @@ pub async fn problem(res: reqwest::Response, status: u16) -> Value {
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, for at most 20 s.
+/// Waits for the dispatcher to finish the outbox: every queued message delivered
+/// or dead, none in flight (as crates.io's `run_pending_background_jobs`). A
+/// message waiting for a retry keeps it waiting: move the clock
+/// (`leadline_server::clock::test::advance`) to make it due.
+pub async fn drain_outbox(app: &TestApp) {
+    eventually("the outbox to drain", || async {
+        app.raw_text("SELECT id FROM outbox WHERE status = 'pending'")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
+
 pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
