@@ -51,6 +51,9 @@ pub enum Change {
     UpdateLead(Lead),
     /// An audit entry.
     InsertAudit(AuditEntry),
+    /// Deletes rows past their retention, in the transaction that audits it; how
+    /// many is added to [`Committed::cleaned`].
+    Cleanup(Cleanup),
     /// Completes a claimed idempotency record with the response of its request.
     CompleteIdempotency(IdempotentResponse),
     /// A new yacht.
@@ -155,6 +158,22 @@ pub type Finish = Box<dyn FnOnce(&Committed) -> Vec<Change> + Send>;
 pub struct Committed {
     /// New leads found to be duplicates: (lead, original lead).
     pub duplicates: Vec<(crate::id::LeadId, crate::id::LeadId)>,
+    /// Rows deleted by [`Change::Cleanup`]s.
+    pub cleaned: u64,
+}
+
+/// Rows past their retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Idempotency records that expired at or before this time.
+    IdempotencyKeys(DateTime<Utc>),
+    /// Audit entries from before this time.
+    Audit(DateTime<Utc>),
+    /// Dead letters created before this time.
+    DeadLetters(DateTime<Utc>),
+    /// Mail logs, delivery attempts and finished (delivered or cancelled) outbox
+    /// messages from before this time; pending and dead messages stay.
+    Deliveries(DateTime<Utc>),
 }
 
 /// Everything one request changes.

@@ -146,17 +146,8 @@ fn api_message(e: &ApiError) -> String {
 async fn maintenance_cmd(config: &Config, req: crate::maintenance::MaintenanceRequest) -> Result<(), CliError> {
     let store = open_store(config).await?;
     let fx = Effects::system("cli", &format!("maintenance.{}", req.action));
-    let r = crate::maintenance::run(store.as_ref(), config, &req, crate::clock::now()).await;
-    let r = match r {
+    let r = match crate::maintenance::run(&fx, store.as_ref(), config, &req, crate::clock::now()).await {
         Ok(outcome) => {
-            fx.set_details(serde_json::json!({"action": outcome.action, "affected": outcome.affected}));
-            fx.commit(
-                store.as_ref(),
-                leadline_core::change::ChangeSet::new(),
-                axum::http::StatusCode::OK,
-                |_| (),
-            )
-            .await?;
             println!("{}", serde_json::to_string_pretty(&outcome)?);
             Ok(())
         }

@@ -182,18 +182,57 @@ impl Effects {
     pub async fn commit_then<T>(
         &self,
         store: &dyn Store,
-        mut cs: ChangeSet,
+        cs: ChangeSet,
         status: StatusCode,
         respond: impl FnOnce(&Committed) -> (T, Vec<Change>) + Send + 'static,
     ) -> ApiResult<T>
     where
         T: Serialize + Send + 'static,
     {
-        let snapshot = self.with(|s| s.clone());
+        self.commit_inner(store, cs, status, move |c| {
+            let (value, changes) = respond(c);
+            (value, changes, None)
+        })
+        .await
+    }
+
+    /// Like [`Effects::commit`], where the audit entry's details are what
+    /// `respond` makes of what the commit decided (the rows a cleanup deleted).
+    pub async fn commit_reporting<T>(
+        &self,
+        store: &dyn Store,
+        cs: ChangeSet,
+        status: StatusCode,
+        respond: impl FnOnce(&Committed) -> (T, serde_json::Value) + Send + 'static,
+    ) -> ApiResult<T>
+    where
+        T: Serialize + Send + 'static,
+    {
+        self.commit_inner(store, cs, status, move |c| {
+            let (value, details) = respond(c);
+            (value, Vec::new(), Some(details))
+        })
+        .await
+    }
+
+    async fn commit_inner<T>(
+        &self,
+        store: &dyn Store,
+        mut cs: ChangeSet,
+        status: StatusCode,
+        respond: impl FnOnce(&Committed) -> (T, Vec<Change>, Option<serde_json::Value>) + Send + 'static,
+    ) -> ApiResult<T>
+    where
+        T: Serialize + Send + 'static,
+    {
+        let mut snapshot = self.with(|s| s.clone());
         let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
         let out = slot.clone();
         cs.finish = Some(Box::new(move |committed: &Committed| {
-            let (value, mut changes) = respond(committed);
+            let (value, mut changes, details) = respond(committed);
+            if let Some(d) = details {
+                snapshot.details = d;
+            }
             // The stored answer is the one the client gets: a value that does not
             // serialise is a 500 for both (never an empty body under the key).
             let (status, body) = if status == StatusCode::NO_CONTENT {

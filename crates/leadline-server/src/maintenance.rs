@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::config::Config;
+use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult};
 
 /// The actions.
@@ -73,16 +74,23 @@ fn cutoff(now: DateTime<Utc>, retention: Duration, older_than_days: Option<u32>)
     now - age
 }
 
-/// Runs one action at `now`.
+/// Runs one action at `now` and commits its audit entry (through `fx`) in the
+/// transaction that makes its changes: a cleanup deletes its rows there, so rows
+/// never go without the entry that says who removed them, nor the other way round.
 pub async fn run(
+    fx: &Effects,
     store: &dyn Store,
     config: &Config,
     req: &MaintenanceRequest,
     now: DateTime<Utc>,
 ) -> ApiResult<Outcome> {
+    use leadline_core::change::{Change, ChangeSet, Cleanup};
     let started = Instant::now();
     if req.older_than_days == Some(0) || req.older_than_days.is_some_and(|d| d > 36_500) {
         return Err(leadline_core::ValidationErrors::single("/older_than_days", "must be from 1 to 36500").into());
+    }
+    if ACTIONS.contains(&req.action.as_str()) {
+        fx.set_action(&format!("maintenance.{}", req.action));
     }
     let mut out = Outcome {
         action: req.action.clone(),
@@ -91,27 +99,25 @@ pub async fn run(
         backup: None,
         duration_ms: 0,
     };
-    match req.action.as_str() {
-        "cleanup_expired_keys" => out.affected = store.cleanup_idempotency(now).await?,
-        "cleanup_old_audit" => {
-            let c = cutoff(now, config.audit_retention, req.older_than_days);
-            out.affected = store.cleanup_audit(c).await?;
-            out.cutoff = Some(c);
+    let mut before = |retention| {
+        let c = cutoff(now, retention, req.older_than_days);
+        out.cutoff = Some(c);
+        c
+    };
+    let cleanup = match req.action.as_str() {
+        "cleanup_expired_keys" => Some(Cleanup::IdempotencyKeys(now)),
+        "cleanup_old_audit" => Some(Cleanup::Audit(before(config.audit_retention))),
+        "cleanup_old_dead_letters" => Some(Cleanup::DeadLetters(before(config.dead_letter_retention))),
+        "cleanup_old_deliveries" => Some(Cleanup::Deliveries(before(config.delivery_log_retention))),
+        "expire_quotes" => {
+            // Each quote is expired and audited in a transaction of its own.
+            out.affected = expire_quotes(store, now).await?;
+            None
         }
-        "cleanup_old_dead_letters" => {
-            let c = cutoff(now, config.dead_letter_retention, req.older_than_days);
-            out.affected = store.cleanup_dead_letters(c).await?;
-            out.cutoff = Some(c);
-        }
-        "cleanup_old_deliveries" => {
-            let c = cutoff(now, config.delivery_log_retention, req.older_than_days);
-            out.affected = store.cleanup_deliveries(c).await?;
-            out.cutoff = Some(c);
-        }
-        "expire_quotes" => out.affected = expire_quotes(store, now).await?,
         "backup_database" => {
             out.backup = Some(backup(store, config, now).await?);
             out.affected = 1;
+            None
         }
         other => {
             return Err(leadline_core::ValidationErrors::single(
@@ -120,9 +126,18 @@ pub async fn run(
             )
             .into());
         }
-    }
-    out.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    Ok(out)
+    };
+    let cs = match cleanup {
+        Some(c) => ChangeSet::one(Change::Cleanup(c)),
+        None => ChangeSet::new(),
+    };
+    fx.commit_reporting(store, cs, axum::http::StatusCode::OK, move |committed| {
+        out.affected += committed.cleaned;
+        out.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let details = serde_json::json!({"action": out.action, "affected": out.affected, "cutoff": out.cutoff});
+        (out, details)
+    })
+    .await
 }
 
 /// Marks sent quotes whose validity has passed `expired` and tells subscribed
@@ -373,23 +388,9 @@ async fn janitor_run(store: &dyn Store, config: &Config, action: &str, now: Date
         action: action.to_owned(),
         older_than_days: None,
     };
-    match run(store, config, &req, now).await {
-        Ok(outcome) => {
-            tracing::info!(action, affected = outcome.affected, "janitor");
-            let fx = crate::effects::Effects::system("janitor", &format!("maintenance.{action}"));
-            fx.set_details(serde_json::json!({"affected": outcome.affected}));
-            if let Err(e) = fx
-                .commit(
-                    store,
-                    leadline_core::change::ChangeSet::new(),
-                    axum::http::StatusCode::OK,
-                    |_| (),
-                )
-                .await
-            {
-                tracing::error!(action, error = %e, "janitor: the audit entry of an action could not be written");
-            }
-        }
+    let fx = crate::effects::Effects::system("janitor", &format!("maintenance.{action}"));
+    match run(&fx, store, config, &req, now).await {
+        Ok(outcome) => tracing::info!(action, affected = outcome.affected, "janitor"),
         Err(e) => tracing::error!(action, error = %e, "janitor action failed"),
     }
 }

@@ -1024,7 +1024,31 @@ async fn a_write_whose_audit_entry_fails_is_not_made(b: Backend) {
             .await
     };
 
+    // Age the audit entries so far (the tenant's creation) past any retention.
+    match b {
+        Backend::Sqlite => app.raw_text("UPDATE audit_logs SET at = '2001' || substr(at, 5)").await,
+        Backend::Postgres => {
+            app.raw_text("UPDATE audit_logs SET at = at - interval '25 years'")
+                .await
+        }
+    };
+    let old_entries = app.raw_text("SELECT id FROM audit_logs").await.len();
+    assert!(old_entries > 0);
+    let cleanup = || async {
+        app.admin(Method::POST, "/admin/maintenance")
+            .json(&json!({"action": "cleanup_old_audit"}))
+            .go()
+            .await
+    };
+
     refuse_audit(&app, true).await;
+    let res = cleanup().await;
+    assert!(res.status().is_server_error(), "{}", res.status());
+    assert_eq!(
+        app.raw_text("SELECT id FROM audit_logs").await.len(),
+        old_entries,
+        "a cleanup whose audit entry fails deletes nothing"
+    );
     let res = revoke().await;
     assert!(res.status().is_server_error(), "{}", res.status());
     assert_eq!(leads_with_key().await, 200, "the key still works: nothing was revoked");
@@ -1038,6 +1062,11 @@ async fn a_write_whose_audit_entry_fails_is_not_made(b: Backend) {
     );
 
     refuse_audit(&app, false).await;
+    let done: Value = cleanup().await.json().await.expect("json");
+    assert_eq!(done["affected"], old_entries, "{done}");
+    let entries = audit(&app, "&action=maintenance.cleanup_old_audit").await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["details"]["affected"], old_entries);
     assert_eq!(revoke().await.status(), 200);
     assert_eq!(leads_with_key().await, 401);
     let entries = audit(&app, &format!("&action=key.revoke&tenant_id={}", t.id)).await;

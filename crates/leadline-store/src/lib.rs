@@ -317,19 +317,6 @@ pub trait Store: Send + Sync + 'static {
     /// A dead letter, of `tenant` when given.
     async fn get_dead_letter(&self, tenant: Option<&TenantId>, id: &DeadLetterId) -> Result<Option<DeadLetter>>;
 
-    /// Deletes idempotency records that expired at or before `now`.
-    async fn cleanup_idempotency(&self, now: DateTime<Utc>) -> Result<u64>;
-
-    /// Deletes audit entries from before `cutoff`.
-    async fn cleanup_audit(&self, cutoff: DateTime<Utc>) -> Result<u64>;
-
-    /// Deletes dead letters created before `cutoff`.
-    async fn cleanup_dead_letters(&self, cutoff: DateTime<Utc>) -> Result<u64>;
-
-    /// Deletes mail logs, delivery attempts and finished (delivered or cancelled)
-    /// outbox messages from before `cutoff`; pending and dead messages stay.
-    async fn cleanup_deliveries(&self, cutoff: DateTime<Utc>) -> Result<u64>;
-
     /// Takes or renews the lease of job `name` for `holder` until `until`, if it is
     /// free (expired, or already `holder`'s). Returns whether `holder` has it.
     async fn try_lease(&self, name: &str, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool>;

@@ -304,28 +304,6 @@ impl Store for PgStore {
         q_get_dead_letter(&self.pool, tenant, id).await
     }
 
-    async fn cleanup_idempotency(&self, now: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        let mut c = self.pool.acquire().await?;
-        delete_before(&mut c, "DELETE FROM idempotency_keys WHERE expires_at <= $1", now).await
-    }
-
-    async fn cleanup_audit(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        let mut c = self.pool.acquire().await?;
-        delete_before(&mut c, "DELETE FROM audit_logs WHERE at < $1", cutoff).await
-    }
-
-    async fn cleanup_dead_letters(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        let mut c = self.pool.acquire().await?;
-        delete_before(&mut c, "DELETE FROM dead_letters WHERE created_at < $1", cutoff).await
-    }
-
-    async fn cleanup_deliveries(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let n = cleanup_deliveries_in(&mut tx, cutoff).await?;
-        tx.commit().await?;
-        Ok(n)
-    }
-
     async fn try_lease(
         &self,
         name: &str,

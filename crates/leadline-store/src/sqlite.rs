@@ -413,25 +413,6 @@ impl Store for SqliteStore {
         q_get_dead_letter(&self.readers, tenant, id).await
     }
 
-    async fn cleanup_idempotency(&self, now: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(move |c| write::delete_before(c, "DELETE FROM idempotency_keys WHERE expires_at <= $1", now))
-            .await
-    }
-
-    async fn cleanup_audit(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(move |c| write::delete_before(c, "DELETE FROM audit_logs WHERE at < $1", cutoff))
-            .await
-    }
-
-    async fn cleanup_dead_letters(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(move |c| write::delete_before(c, "DELETE FROM dead_letters WHERE created_at < $1", cutoff))
-            .await
-    }
-
-    async fn cleanup_deliveries(&self, cutoff: chrono::DateTime<chrono::Utc>) -> crate::Result<u64> {
-        self.write(move |c| write::cleanup_deliveries(c, cutoff)).await
-    }
-
     async fn try_lease(
         &self,
         name: &str,

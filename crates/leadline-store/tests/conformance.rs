@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, SubsecRound, Utc};
 use leadline_core::api_key::{self, KeyKind};
-use leadline_core::change::{Change, ChangeSet};
+use leadline_core::change::{Change, ChangeSet, Cleanup};
 use leadline_core::id::{ApiKeyId, LeadId, TenantId};
 use leadline_core::lead::{self, Lead, LeadFilter, LeadStatus, NewLeadRequest};
 use leadline_core::page::PageRequest;
@@ -44,6 +44,14 @@ fn new_lead(t: &TenantId, email: &str) -> Lead {
     });
     let req: NewLeadRequest = serde_json::from_value(body).expect("json");
     req.validate(t, now()).expect("valid")
+}
+
+/// Commits one cleanup; how many rows it deleted.
+async fn clean(s: &Arc<dyn Store>, c: leadline_core::change::Cleanup) -> u64 {
+    s.commit(ChangeSet::one(Change::Cleanup(c)))
+        .await
+        .expect("cleanup")
+        .cleaned
 }
 
 fn page(limit: u32) -> PageRequest {
@@ -218,7 +226,7 @@ async fn dead_letter_and_delivery_cleanups_respect_their_cutoffs(b: Backend) {
     let page10 = page(10);
     assert_eq!(s.list_dead_letters(&t.id, None, &page10).await.expect("list").len(), 3);
     assert_eq!(
-        s.cleanup_dead_letters(cutoff).await.expect("cleanup"),
+        clean(&s, Cleanup::DeadLetters(cutoff)).await,
         1,
         "only the one before the cutoff"
     );
@@ -228,7 +236,7 @@ async fn dead_letter_and_delivery_cleanups_respect_their_cutoffs(b: Backend) {
     // Deliveries: the delivered message before the cutoff goes with its attempt; the
     // mail logs before the cutoff go, failed or sent; dead messages stay whatever
     // their age (their dead letters have a retention of their own).
-    let deleted = s.cleanup_deliveries(cutoff).await.expect("cleanup");
+    let deleted = clean(&s, Cleanup::Deliveries(cutoff)).await;
     assert_eq!(
         s.get_message(&ids[3]).await.expect("get"),
         None,
@@ -284,7 +292,7 @@ async fn cleanups_delete_exactly_what_is_past_retention(b: Backend) {
         cs.push(Change::InsertAudit(entry(at)));
     }
     s.commit(cs).await.expect("insert");
-    assert_eq!(s.cleanup_audit(cutoff).await.expect("cleanup"), 1);
+    assert_eq!(clean(&s, Cleanup::Audit(cutoff)).await, 1);
     let left = s
         .list_audit(
             &AuditFilter {
@@ -300,7 +308,7 @@ async fn cleanups_delete_exactly_what_is_past_retention(b: Backend) {
         .expect("list");
     assert_eq!(left.len(), 3);
     assert!(left.iter().all(|e| e.at >= cutoff));
-    assert_eq!(s.cleanup_audit(cutoff).await.expect("cleanup"), 0, "idempotent");
+    assert_eq!(clean(&s, Cleanup::Audit(cutoff)).await, 0, "idempotent");
     // Idempotency records: expired at or before now go; later ones stay.
     for (key, expires) in [
         ("a", now - Duration::seconds(1)),
@@ -311,14 +319,14 @@ async fn cleanups_delete_exactly_what_is_past_retention(b: Backend) {
         c.expires_at = expires;
         s.claim_idempotency(&c).await.expect("claim");
     }
-    assert_eq!(s.cleanup_idempotency(now).await.expect("cleanup"), 2);
+    assert_eq!(clean(&s, Cleanup::IdempotencyKeys(now)).await, 2);
     assert_eq!(
         s.claim_idempotency(&claim("c", "g", now)).await.expect("claim"),
         leadline_store::ClaimOutcome::Mismatch,
         "the live one stays"
     );
-    assert_eq!(s.cleanup_dead_letters(now).await.expect("cleanup"), 0);
-    assert_eq!(s.cleanup_deliveries(now).await.expect("cleanup"), 0);
+    assert_eq!(clean(&s, Cleanup::DeadLetters(now)).await, 0);
+    assert_eq!(clean(&s, Cleanup::Deliveries(now)).await, 0);
 }
 
 async fn job_leases_have_one_holder(b: Backend) {

@@ -179,19 +179,7 @@ pub async fn maintenance(
     State(s): State<AppState>,
     AppJson(req): AppJson<crate::maintenance::MaintenanceRequest>,
 ) -> ApiResult<Json<crate::maintenance::Outcome>> {
-    if crate::maintenance::ACTIONS.contains(&req.action.as_str()) {
-        fx.set_action(&format!("maintenance.{}", req.action));
-    }
-    let outcome = crate::maintenance::run(s.store.as_ref(), &s.config, &req, crate::clock::now()).await?;
-    fx.set_details(serde_json::json!({"action": outcome.action, "affected": outcome.affected}));
-    let out = outcome.clone();
-    fx.commit(
-        s.store.as_ref(),
-        leadline_core::change::ChangeSet::new(),
-        StatusCode::OK,
-        move |_| out,
-    )
-    .await?;
+    let outcome = crate::maintenance::run(&fx, s.store.as_ref(), &s.config, &req, crate::clock::now()).await?;
     Ok(Json(outcome))
 }
 

@@ -8,7 +8,7 @@ use crate::common::{LEAD_COLUMNS, OUTBOX_COLUMNS};
 use crate::{ClaimOutcome, IdempotencyClaim};
 use crate::{Committed, StoreError};
 use leadline_core::change::ChangeSet;
-use leadline_core::change::{Change, IdempotentResponse};
+use leadline_core::change::{Change, Cleanup, IdempotentResponse};
 use leadline_core::delivery::{Attempt, AttemptReport, MessageStatus, OutboxMessage, Payload};
 use leadline_core::id::LeadId;
 use leadline_core::id::{DeadLetterId, MsgId};
@@ -316,6 +316,18 @@ pub(super) fn bind_endpoint<'q>(
 /// Applies one change inside the caller's transaction.
 pub(super) async fn apply(conn: &mut Conn, change: &Change, out: &mut Committed) -> crate::Result<()> {
     match change {
+        Change::Cleanup(c) => {
+            out.cleaned += match *c {
+                Cleanup::IdempotencyKeys(now) => {
+                    delete_before(conn, "DELETE FROM idempotency_keys WHERE expires_at <= $1", now).await?
+                }
+                Cleanup::Audit(before) => delete_before(conn, "DELETE FROM audit_logs WHERE at < $1", before).await?,
+                Cleanup::DeadLetters(before) => {
+                    delete_before(conn, "DELETE FROM dead_letters WHERE created_at < $1", before).await?
+                }
+                Cleanup::Deliveries(before) => cleanup_deliveries_in(conn, before).await?,
+            };
+        }
         Change::InsertTenant(t) => {
             sqlx::query(
                 "INSERT INTO tenants (id, name, slug, status, settings, created_at, updated_at, version) \

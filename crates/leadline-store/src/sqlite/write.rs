@@ -9,7 +9,7 @@
 //! dates as `YYYY-MM-DD`, JSON as text, booleans as integers.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use leadline_core::change::{Change, ChangeSet, Committed, IdempotentResponse};
+use leadline_core::change::{Change, ChangeSet, Cleanup, Committed, IdempotentResponse};
 use leadline_core::delivery::{Attempt, AttemptReport, MessageKind, MessageStatus, OutboxMessage, Payload};
 use leadline_core::id::{DeadLetterId, LeadId, MsgId, TenantId};
 use leadline_core::lead::Lead;
@@ -229,6 +229,18 @@ fn endpoint_args(e: &WebhookEndpoint) -> Result<Vec<Value>> {
 /// Applies one change.
 fn apply(conn: &Connection, change: &Change, out: &mut Committed) -> Result<()> {
     match change {
+        Change::Cleanup(c) => {
+            out.cleaned += match *c {
+                Cleanup::IdempotencyKeys(now) => {
+                    delete_before(conn, "DELETE FROM idempotency_keys WHERE expires_at <= $1", now)?
+                }
+                Cleanup::Audit(before) => delete_before(conn, "DELETE FROM audit_logs WHERE at < $1", before)?,
+                Cleanup::DeadLetters(before) => {
+                    delete_before(conn, "DELETE FROM dead_letters WHERE created_at < $1", before)?
+                }
+                Cleanup::Deliveries(before) => cleanup_deliveries(conn, before)?,
+            };
+        }
         Change::InsertTenant(t) => {
             exec(
                 conn,
