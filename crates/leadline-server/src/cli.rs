@@ -11,7 +11,7 @@ use crate::app::{Application, StartError, admin_key, open_store};
 use crate::config::Config;
 use crate::effects::Effects;
 use crate::error::ApiError;
-use crate::ops;
+use crate::usecases::tenants as ops;
 
 /// Leadline: leads, quotes and bookings for yacht charter companies.
 #[derive(Parser)]

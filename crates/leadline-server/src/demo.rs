@@ -6,7 +6,7 @@ use leadline_store::Store;
 
 use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult};
-use crate::ops;
+use crate::usecases::tenants as ops;
 
 /// Slug of the demo company.
 pub const DEMO_SLUG: &str = "aegean-demo";

@@ -13,8 +13,8 @@ use utoipa_axum::routes;
 use crate::effects::Effects;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Admin, AppJson, AppQuery};
-use crate::ops;
 use crate::state::AppState;
+use crate::usecases::tenants as ops;
 
 /// A new tenant and its first keys; the keys are shown this once.
 #[derive(Serialize, utoipa::ToSchema)]

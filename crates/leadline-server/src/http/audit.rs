@@ -86,7 +86,7 @@ pub async fn admin_tenant_audit(
     Path(tenant_id): Path<String>,
     AppQuery(p): AppQuery<AuditParams>,
 ) -> ApiResult<Json<Page<AuditEntry>>> {
-    let t = crate::ops::tenant(s.store.as_ref(), &tenant_id).await?;
+    let t = crate::usecases::tenants::tenant(s.store.as_ref(), &tenant_id).await?;
     fx.set_tenant(&t.id);
     if p.tenant_id.is_some() {
         return Err(ApiError::BadRequest("`tenant_id` is given in the path here.".into()));

@@ -112,7 +112,7 @@ pub async fn admin_dead_letters(
     Path(tenant_id): Path<String>,
     AppQuery(p): AppQuery<DeliveryParams>,
 ) -> ApiResult<Json<Page<DeadLetter>>> {
-    let t = crate::ops::tenant(s.store.as_ref(), &tenant_id).await?;
+    let t = crate::usecases::tenants::tenant(s.store.as_ref(), &tenant_id).await?;
     fx.set_tenant(&t.id);
     dead_letters(&s, &t.id, p).await
 }

@@ -5,22 +5,18 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
 use leadline_core::api_key::KeyKind;
-use leadline_core::change::{Change, ChangeSet};
-use leadline_core::id::{LeadId, YachtId};
-use leadline_core::lead::{
-    self, DUPLICATE_WINDOW, Lead, LeadFilter, LeadPatch, LeadStatus, NewLeadRequest, PatchError,
-};
+use leadline_core::id::YachtId;
+use leadline_core::lead::{Lead, LeadFilter, LeadPatch, LeadStatus, NewLeadRequest};
 use leadline_core::page::{Page, PageRequest};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::clock;
 use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::events;
 use crate::extract::{AppJson, AppQuery, SecretKey, TenantAuth};
 use crate::state::AppState;
+use crate::usecases;
 
 /// Capture an inquiry. With a publishable key from a browser, the `Origin` must be
 /// one of the tenant's `allowed_origins` when that list is set. The same email and
@@ -43,74 +39,9 @@ pub async fn create_lead(
             fx.grant_cors(o);
         }
     }
-    let now = clock::now();
-    let spam = req
-        .form
-        .as_ref()
-        .and_then(|f| f.spam_reason(crate::http::widget::MIN_FILL_MS));
-    let lead = req.validate(&auth.tenant.id, now)?;
-    if let Some(reason) = spam {
-        // Answered like a success, so a bot learns nothing; nothing is stored or sent.
-        metrics::counter!("leadline_leads_rejected_total", "reason" => reason).increment(1);
-        fx.discard();
-        let mut h = HeaderMap::new();
-        if let Ok(v) = format!("/v1/leads/{}", lead.id).parse() {
-            h.insert(header::LOCATION, v);
-        }
-        return Ok((StatusCode::CREATED, h, Json(lead)));
-    }
-    // A yacht the tenant does not have (another tenant's included) is simply unknown.
-    if let Some(y) = &lead.yacht_id
-        && s.store
-            .get_yacht(&auth.tenant.id, y)
-            .await?
-            .is_none_or(|y| y.archived_at.is_some())
-    {
-        return Err(
-            leadline_core::ValidationErrors::single("/yacht_id", "there is no such yacht in this fleet").into(),
-        );
-    }
-    fx.set_resource(&lead.id);
-    fx.set_details(serde_json::json!({"email": lead.email.as_str(), "source": lead.source}));
-    let endpoints = s.store.list_endpoints(&auth.tenant.id).await?;
-    let tenant = auth.tenant.clone();
-    let change = Change::InsertLead {
-        lead: lead.clone(),
-        duplicate_since: now - DUPLICATE_WINDOW,
+    let lead = match usecases::leads::capture(&fx, &s, &auth.tenant, req).await? {
+        usecases::leads::Captured::Stored(lead) | usecases::leads::Captured::Decoy(lead) => lead,
     };
-    // Every template is rendered here, outside the transaction: the emails of a
-    // first lead and those of a duplicate (no second acknowledgement); inside,
-    // the transaction only chooses, and builds the webhook JSON of a duplicate.
-    let first_notifications = events::lead_created(&tenant, &lead, &endpoints, now).map_err(ApiError::internal)?;
-    let duplicate_emails = events::lead_emails(&tenant, &lead, true, now);
-    let lead_json = serde_json::to_value(&lead).map_err(ApiError::internal)?;
-    let lead = fx
-        .commit_then(
-            s.store.as_ref(),
-            ChangeSet::one(change),
-            StatusCode::CREATED,
-            move |committed| match committed.duplicates.iter().find(|(id, _)| *id == lead.id) {
-                None => (lead, first_notifications),
-                Some((_, first)) => {
-                    let mut lead = lead;
-                    lead.duplicate_of = Some(first.clone());
-                    let mut data = lead_json;
-                    data["duplicate_of"] = serde_json::Value::String(first.to_string());
-                    let mut notifications = duplicate_emails;
-                    notifications.extend(events::webhook_value(
-                        &tenant.id,
-                        Some(&lead.id),
-                        &endpoints,
-                        "lead.created",
-                        data,
-                        now,
-                    ));
-                    (lead, notifications)
-                }
-            },
-        )
-        .await?;
-    metrics::counter!("leadline_leads_created_total").increment(1);
     let mut h = HeaderMap::new();
     if let Ok(v) = format!("/v1/leads/{}", lead.id).parse() {
         h.insert(header::LOCATION, v);
@@ -188,16 +119,15 @@ pub async fn list_leads(
     Ok(Json(Page::from_overfetch(rows, page.limit, |l| l.id.as_str())))
 }
 
-async fn find(auth: &TenantAuth, id: &str) -> ApiResult<Lead> {
-    let id = LeadId::parse(id).map_err(|_| ApiError::NotFound)?;
-    auth.store().lead(&id).await?.ok_or(ApiError::NotFound)
-}
-
 /// Read a lead.
 #[utoipa::path(get, path = "/v1/leads/{id}", tag = "leads", security(("secret_key" = [])),
     responses((status = 200, body = Lead), (status = 404, body = Problem)))]
-pub async fn get_lead(SecretKey(auth): SecretKey, Path(id): Path<String>) -> ApiResult<Json<Lead>> {
-    Ok(Json(find(&auth, &id).await?))
+pub async fn get_lead(
+    SecretKey(auth): SecretKey,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Lead>> {
+    Ok(Json(usecases::leads::find(&s, &auth.tenant, &id).await?))
 }
 
 /// Move a lead along the pipeline or change its staff fields. Pipeline:
@@ -214,33 +144,7 @@ pub async fn patch_lead(
     Path(id): Path<String>,
     AppJson(p): AppJson<LeadPatch>,
 ) -> ApiResult<Json<Lead>> {
-    let current = find(&auth, &id).await?;
-    fx.set_resource(&current.id);
-    let next = p.apply(&current, clock::now()).map_err(|e| match e {
-        PatchError::Invalid(v) => ApiError::Validation(v),
-        PatchError::IllegalMove { from, to } => ApiError::Conflict(format!(
-            "A lead cannot move from `{}` to `{}`.",
-            from.as_str(),
-            to.as_str()
-        )),
-    })?;
-    fx.set_details(serde_json::json!({"status": next.status, "from": current.status}));
-    let out = next.clone();
-    let endpoints = s.store.list_endpoints(&auth.tenant.id).await?;
-    let events = events::webhook(
-        &auth.tenant.id,
-        Some(&current.id),
-        &endpoints,
-        "lead.updated",
-        &next,
-        clock::now(),
-    )
-    .map_err(ApiError::internal)?;
-    let mut cs = ChangeSet::one(Change::UpdateLead(next));
-    cs.changes.extend(events);
-    Ok(Json(
-        fx.commit(s.store.as_ref(), cs, StatusCode::OK, move |_| out).await?,
-    ))
+    Ok(Json(usecases::leads::update(&fx, &s, &auth.tenant, &id, p).await?))
 }
 
 /// Erase a lead's personal data (GDPR). The lead is gone from the API afterwards.
@@ -252,38 +156,7 @@ pub async fn delete_lead(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let current = find(&auth, &id).await?;
-    fx.set_resource(&current.id);
-    fx.set_details(serde_json::json!({"erased": true}));
-    let now = clock::now();
-    let erased = lead::erase(&current, now);
-    let endpoints = s.store.list_endpoints(&auth.tenant.id).await?;
-    let mut cs = ChangeSet::one(Change::UpdateLead(erased));
-    // Erasure reaches the deliveries first; the `lead.deleted` event, which holds
-    // no personal data, is queued after it.
-    cs.push(Change::EraseLeadDeliveries {
-        tenant_id: auth.tenant.id.clone(),
-        lead_id: current.id.clone(),
-    });
-    let data = serde_json::json!({"id": current.id, "erased": true});
-    cs.changes.extend(events::webhook_value(
-        &auth.tenant.id,
-        Some(&current.id),
-        &endpoints,
-        "lead.deleted",
-        data,
-        now,
-    ));
-    fx.commit(s.store.as_ref(), cs, StatusCode::NO_CONTENT, |_| ()).await?;
-    // The emails written as files go too; once more after the longest delivery
-    // may take, for one that was being written while the lead was erased.
-    let (dir, lead_id) = (s.config.data_dir.clone(), current.id.to_string());
-    crate::mail::erase_lead_files(&dir, &lead_id).await;
-    let again = s.config.webhook_timeout.max(s.config.smtp_timeout) + std::time::Duration::from_secs(5);
-    tokio::spawn(async move {
-        tokio::time::sleep(again).await;
-        crate::mail::erase_lead_files(&dir, &lead_id).await;
-    });
+    usecases::leads::erase(&fx, &s, &auth.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

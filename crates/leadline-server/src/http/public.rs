@@ -5,7 +5,6 @@
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use leadline_core::change::{Change, ChangeSet};
 use leadline_core::quote::{Quote, QuoteStatus};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,8 +12,8 @@ use utoipa_axum::routes;
 use crate::clock;
 use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::events;
 use crate::state::AppState;
+use crate::usecases;
 
 const PAGE: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -148,59 +147,7 @@ async fn answer(s: &AppState, fx: &Effects, token: &str, accept: bool) -> ApiRes
     let (q, tenant) = load(s, token).await?;
     fx.act_as_public_link(&q.id, &q.tenant_id);
     fx.set_resource(&q.id);
-    let now = clock::now();
-    let lead = s.store.get_lead(&q.tenant_id, &q.lead_id).await?;
-    let endpoints = s.store.list_endpoints(&q.tenant_id).await?;
-    let mut cs = ChangeSet::new();
-    if accept {
-        let (next, booking) = q.accept(now)?;
-        cs.push(Change::UpdateQuote(next.clone()))
-            .push(Change::InsertBooking(booking.clone()));
-        if let Some(won) = lead.as_ref().and_then(|l| l.mark_won(now)) {
-            cs.push(Change::UpdateLead(won));
-        }
-        let ctx = serde_json::json!({
-            "company_name": tenant.settings.company_name, "quote_id": q.id,
-            "lead": {"name": lead.as_ref().map(|l| l.name.clone()).unwrap_or_default()},
-        });
-        for staff in &tenant.settings.notification_emails {
-            cs.changes.extend(events::email(
-                &tenant,
-                Some(&q.lead_id),
-                "quote_accepted",
-                "en",
-                staff.as_str(),
-                &ctx,
-                now,
-            ));
-        }
-        let lead_id = Some(&q.lead_id);
-        cs.changes.extend(
-            events::webhook(&tenant.id, lead_id, &endpoints, "quote.accepted", &next, now)
-                .map_err(ApiError::internal)?,
-        );
-        cs.changes.extend(
-            events::webhook(&tenant.id, lead_id, &endpoints, "booking.created", &booking, now)
-                .map_err(ApiError::internal)?,
-        );
-    } else {
-        let next = q.decline(now)?;
-        cs.push(Change::UpdateQuote(next.clone()));
-        cs.changes.extend(
-            events::webhook(&tenant.id, Some(&q.lead_id), &endpoints, "quote.declined", &next, now)
-                .map_err(ApiError::internal)?,
-        );
-    }
-    let status = StatusCode::SEE_OTHER;
-    fx.commit(s.store.as_ref(), cs, status, |_| ())
-        .await
-        .map_err(|e| match e {
-            // Booked meanwhile by another quote, or this one answered by another
-            // request: each says so.
-            ApiError::Booked => ApiError::Conflict("The yacht is no longer available on these dates.".into()),
-            ApiError::Stale => ApiError::Conflict("This quote was answered already.".into()),
-            e => e,
-        })?;
+    usecases::quotes::answer(fx, s, &q, &tenant, accept).await?;
     Ok(back_to_page(token))
 }
 
