@@ -225,14 +225,14 @@ fn complete(doc: &mut serde_json::Value) {
                 .and_then(Value::as_array)
                 .is_some_and(|s| !s.is_empty());
             let writes = method == "post" || method == "patch" || method == "delete";
-            // The idempotency header is described, not listed: a generated value
-            // reused across requests is refused by a rule no schema can say.
+            // The idempotency header of every write that takes one. Reusing a key
+            // for another request is 422, a rule no schema can say (the API checks
+            // give each generated request a key of its own).
             if (method == "post" || method == "patch")
                 && (template.starts_with("/v1/") || template.starts_with("/admin/"))
             {
-                let note = "Send `Idempotency-Key` (1 to 255 printable ASCII characters) to make the request safe to \
-                            retry: the same key with the same request answers the same response for 24 h; with \
-                            another request it is 422.";
+                let note = "Send `Idempotency-Key` to make the request safe to retry: the same key with the same \
+                            request answers the same response for 24 h; with another request it is 422.";
                 let d = op.get("description").and_then(Value::as_str).unwrap_or("").to_owned();
                 let joined = if d.is_empty() {
                     note.to_owned()
@@ -240,6 +240,12 @@ fn complete(doc: &mut serde_json::Value) {
                     format!("{d}\n\n{note}")
                 };
                 op.insert("description".into(), Value::String(joined));
+                let params = op.entry("parameters").or_insert_with(|| json!([]));
+                if let Some(list) = params.as_array_mut() {
+                    list.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
+                        "description": "1 to 255 printable ASCII characters, unique per request: a retry sends the same key.",
+                        "schema": {"type": "string", "pattern": "^[\\x21-\\x7e](?:[\\x20-\\x7e]{0,253}[\\x21-\\x7e])?$"}}));
+                }
             }
             let responses = op.entry("responses").or_insert_with(|| json!({}));
             let Some(responses) = responses.as_object_mut() else {

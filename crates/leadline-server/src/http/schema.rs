@@ -119,7 +119,14 @@ fn flatten(schemas: &mut Map<String, Value>, component: &str, into: &str) {
         return;
     };
     let mut out = base;
-    out["description"] = c["description"].clone();
+    match c.get("description") {
+        Some(d) => out["description"] = d.clone(),
+        None => {
+            if let Some(o) = out.as_object_mut() {
+                o.remove("description");
+            }
+        }
+    }
     for part in parts.iter().filter(|p| p.get("$ref").is_none()) {
         if let (Some(dst), Some(src)) = (
             out.get_mut("properties").and_then(Value::as_object_mut),
@@ -128,7 +135,13 @@ fn flatten(schemas: &mut Map<String, Value>, component: &str, into: &str) {
             dst.extend(src.clone());
         }
         if let Some(req) = part.get("required").and_then(Value::as_array) {
-            out["required"] = json!(req);
+            let mut all = out
+                .get("required")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            all.extend(req.iter().cloned());
+            out["required"] = json!(all);
         }
     }
     *c = out;
@@ -307,6 +320,8 @@ pub(super) fn tighten(doc: &mut Value) {
         json!({"type": ["string", "null"], "pattern": "^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$"}),
     );
     flatten(s, "TenantPatch", "SettingsPatch");
+    // The widget's configuration (an answer) flattens the widget settings too.
+    flatten(s, "WidgetConfig", "WidgetSettings");
     set(s, "TenantPatch", "name", nullable(text(200)));
 
     // Webhook endpoints.
