@@ -170,6 +170,11 @@ pub struct NewLeadRequest {
     pub form: Option<FormSignals>,
 }
 
+/// The shortest time a person takes to fill the form, in milliseconds: a lead
+/// sent sooner after the form was shown is taken for a bot's (see
+/// [`FormSignals::spam_reason`]).
+pub const MIN_FILL_MS: u64 = 3000;
+
 /// What a website form tells about how it was filled, to keep bots out: a
 /// submission that trips either signal is answered like a success and dropped.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]

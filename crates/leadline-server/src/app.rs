@@ -172,6 +172,7 @@ impl Application {
             outbox: Arc::new(tokio::sync::Notify::new()),
             claims: crate::claims::Claims::new(lock.is_some()),
             origins: Arc::new(crate::cors::AllowedOrigins::default()),
+            routes: Arc::new(crate::http::route_methods()),
             demo_key: Arc::new(std::sync::OnceLock::new()),
         };
         // Fail at start, not at the first email, on a bad mail setting.
@@ -280,7 +281,10 @@ pub fn router(state: AppState) -> Router {
             crate::effects::effects,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            crate::ratelimit::Guard {
+                limits: state.rate_limits.clone(),
+                trusted_proxies: state.config.trusted_proxies.clone().into(),
+            },
             crate::ratelimit::rate_limit,
         ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

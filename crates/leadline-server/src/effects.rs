@@ -429,7 +429,7 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
         .map(str::to_owned);
 
     // A method the route does not have: its 405, before any claim or audit.
-    if !route.is_empty() && !crate::http::route_allows(&route, &method) {
+    if !route.is_empty() && !state.routes.allows(&route, &method) {
         return next.run(req).await;
     }
 

@@ -20,6 +20,7 @@ pub mod middleware;
 pub mod net;
 pub mod outbound;
 pub mod ratelimit;
+pub mod routes;
 pub mod state;
 pub mod telemetry;
 pub mod usecases;

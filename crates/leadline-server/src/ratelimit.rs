@@ -29,7 +29,6 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::error::Problem;
-use crate::state::AppState;
 
 type Keyed = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock, StateInformationMiddleware>;
 
@@ -247,13 +246,22 @@ impl RateLimits {
     }
 }
 
+/// What the middleware needs: the limiters and whose `X-Forwarded-For` to trust.
+#[derive(Clone)]
+pub struct Guard {
+    /// The limiters.
+    pub limits: RateLimits,
+    /// Proxies whose `X-Forwarded-For` is honoured.
+    pub trusted_proxies: std::sync::Arc<[crate::config::Cidr]>,
+}
+
 /// The middleware.
-pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn rate_limit(State(guard): State<Guard>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if path == "/healthz" || path == "/readyz" {
         return next.run(req).await;
     }
-    let limits = &state.rate_limits;
+    let limits = &guard.limits;
     let limiter = if path.starts_with("/admin/") || path == "/admin" {
         &limits.local[2]
     } else if path.starts_with("/v1/") {
@@ -261,7 +269,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     } else {
         &limits.local[0]
     };
-    let Some(ip) = crate::net::client_ip(&req, &state.config.trusted_proxies).map(client_key) else {
+    let Some(ip) = crate::net::client_ip(&req, &guard.trusted_proxies).map(client_key) else {
         return next.run(req).await;
     };
     let q = limiter.per_minute;

@@ -23,6 +23,8 @@ pub struct AppState {
     pub claims: Arc<crate::claims::Claims>,
     /// The web origins some tenant allows (CORS preflights).
     pub origins: Arc<crate::cors::AllowedOrigins>,
+    /// The methods of each documented route (405 before any claim).
+    pub routes: Arc<crate::routes::RouteMethods>,
     /// The demo company's publishable key, in demo mode (the widget demo page).
     pub demo_key: Arc<std::sync::OnceLock<String>>,
 }

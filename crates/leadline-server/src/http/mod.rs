@@ -96,31 +96,19 @@ pub fn document() -> serde_json::Value {
     doc
 }
 
-/// Whether the documented route `template` has `method` (HEAD with GET; OPTIONS
-/// always, for CORS). Unknown templates are allowed (the router decides).
-pub fn route_allows(template: &str, method: &axum::http::Method) -> bool {
-    use std::collections::HashMap;
-    use std::sync::LazyLock;
-    static METHODS: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
-        let doc = openapi();
-        doc.paths
-            .paths
-            .iter()
-            .map(|(path, item)| {
-                let v = serde_json::to_value(item).unwrap_or_default();
-                let methods = v
-                    .as_object()
+/// The methods of every documented route (see [`crate::routes`]).
+pub fn route_methods() -> crate::routes::RouteMethods {
+    let doc = openapi();
+    crate::routes::RouteMethods::new(doc.paths.paths.iter().map(|(path, item)| {
+        let methods = serde_json::to_value(item)
+            .ok()
+            .and_then(|v| {
+                v.as_object()
                     .map(|o| o.keys().map(|k| k.to_ascii_uppercase()).collect())
-                    .unwrap_or_default();
-                (path.clone(), methods)
             })
-            .collect()
-    });
-    let m = method.as_str();
-    match METHODS.get(template) {
-        None => true,
-        Some(list) => m == "OPTIONS" || list.iter().any(|x| x == m) || (m == "HEAD" && list.iter().any(|x| x == "GET")),
-    }
+            .unwrap_or_default();
+        (path.clone(), methods)
+    }))
 }
 
 /// The kind of id a path parameter takes (its prefix), where it is one.

@@ -18,10 +18,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::AppQuery;
 use crate::state::AppState;
 
-/// The shortest time a person takes to fill the form, in milliseconds: a lead
-/// sent sooner after the form was shown is taken for a bot's (see `form` of
-/// `POST /v1/leads`).
-pub const MIN_FILL_MS: u64 = 3000;
+pub use leadline_core::lead::MIN_FILL_MS;
 
 /// `GET /v1/widget/config` parameters.
 #[derive(Deserialize, utoipa::IntoParams)]

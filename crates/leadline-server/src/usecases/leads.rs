@@ -38,7 +38,7 @@ pub async fn capture(fx: &Effects, s: &AppState, tenant: &Tenant, req: NewLeadRe
     let spam = req
         .form
         .as_ref()
-        .and_then(|f| f.spam_reason(crate::http::widget::MIN_FILL_MS));
+        .and_then(|f| f.spam_reason(leadline_core::lead::MIN_FILL_MS));
     let lead = req.validate(&tenant.id, now)?;
     if let Some(reason) = spam {
         metrics::counter!("leadline_leads_rejected_total", "reason" => reason).increment(1);
