@@ -97,6 +97,7 @@ fn sigterm_and_wait(mut child: Child) -> (std::process::ExitStatus, String) {
             return (s, err);
         }
         assert!(Instant::now() < deadline, "leadline did not stop after SIGTERM");
+        // Real time: polling a real process until it exits.
         std::thread::sleep(Duration::from_millis(50));
     }
 }

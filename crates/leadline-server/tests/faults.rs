@@ -76,6 +76,7 @@ impl Proc {
                 "leadline did not start: {}",
                 std::fs::read_to_string(&p.log).unwrap_or_default()
             );
+            // Real time: polling a real process until it listens.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -155,6 +156,7 @@ where
             return v;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        // Real time: polling real processes.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -199,6 +201,7 @@ impl Relay {
                     loop {
                         tokio::select! {
                             _ = &mut copy => return,
+                            // Real time: the relay checks for a cut every 20 ms.
                             () = tokio::time::sleep(Duration::from_millis(20)) => {
                                 if !o.load(Ordering::SeqCst) || g.load(Ordering::SeqCst) != born {
                                     return; // cut: both sockets close
@@ -600,6 +603,7 @@ async fn killed_mid_request_keys_are_answered_after_restart(backend: Backend) {
             })
             .await;
         } else {
+            // Real time: each round kills the process a little later into the requests.
             tokio::time::sleep(Duration::from_millis(15 + 10 * round as u64)).await;
         }
         p.kill();
@@ -639,6 +643,7 @@ async fn killed_mid_request_keys_are_answered_after_restart(backend: Backend) {
             let res = post_lead(&client, &p, &sk, key, *n).await.expect("send");
             match res.status().as_u16() {
                 201 => break,
+                // Real time: retrying within the documented bound of a dead claim.
                 409 if started.elapsed() < bound => tokio::time::sleep(Duration::from_millis(100)).await,
                 s => panic!("key {key} answered {s} {:?} after the restart", started.elapsed()),
             }
@@ -704,9 +709,11 @@ async fn three_instances_share_a_short_janitor_interval() {
     let mut procs = Vec::new();
     for _ in 0..3 {
         procs.push(Proc::start(&env, dir.path()).await);
+        // Real time: the instances start apart, as a deployment would.
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
     let started = Instant::now();
+    // Real time: the test is about janitor runs spaced over real seconds.
     tokio::time::sleep(Duration::from_secs(13)).await;
     let window = started.elapsed();
     drop(procs);
@@ -1032,6 +1039,7 @@ impl TlsRedis {
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             assert!(Instant::now() < deadline, "the TLS Redis did not start");
+            // Real time: polling a real Redis until it listens.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Self { child, port, _dir: dir }

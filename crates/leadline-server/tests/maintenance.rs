@@ -173,6 +173,7 @@ async fn a_backup_under_load_is_consistent_and_restores() {
             n
         })
     };
+    // Real time: leads arrive while the backups run (the test is about the overlap).
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let mut backups = Vec::new();
     for _ in 0..3 {
@@ -182,6 +183,7 @@ async fn a_backup_under_load_is_consistent_and_restores() {
             .await
             .expect("json");
         backups.push(v["backup"]["path"].as_str().expect("path").to_owned());
+        // Real time: backups spaced out under the load.
         tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -34,6 +34,7 @@ async fn abandoned_lead(addr: std::net::SocketAddr, key: String, n: usize) {
     };
     let request = if cut > 0 { format!("{head}{body}") } else { head };
     let _ = s.write_all(request.as_bytes()).await;
+    // Real time: the client goes away at a random moment of its request.
     tokio::time::sleep(Duration::from_micros(wait_us)).await;
     // SO_LINGER 0: close with a reset, as a client that gives up does.
     #[allow(deprecated)]
@@ -236,6 +237,7 @@ async fn a_full_queue_answers_503_and_loses_nothing() {
             (status, retry_after, v)
         });
     }
+    // Real time: the writer is held while requests pile up behind it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     lock.release().await;
     let mut acknowledged = Vec::new();
@@ -361,6 +363,7 @@ async fn revoked_keys_are_refused_everywhere(backend: Backend) {
                 revoked_at.elapsed() < leadline_store::CACHE_TTL + Duration::from_secs(1),
                 "the other instance still accepts the revoked key after the documented bound"
             );
+            // Real time: the other instance sees the revocation within the cache's bound.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -298,6 +298,7 @@ where
             return v;
         }
         assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        // Real time: polling for something a real server does.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
