@@ -131,6 +131,19 @@ pub struct YachtInput {
     pub extras: Option<Vec<Extra>>,
 }
 
+impl Yacht {
+    /// The yacht archived at `now`: out of the fleet list and of new quotes; its
+    /// bookings and quotes stay. `None` when it is archived already.
+    pub fn archive(&self, now: DateTime<Utc>) -> Option<Yacht> {
+        self.archived_at.is_none().then(|| Yacht {
+            archived_at: Some(now),
+            updated_at: now,
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+}
+
 impl YachtInput {
     /// Applies the input on `base` (a new yacht when `None`) and validates the whole.
     pub fn apply(

@@ -4,15 +4,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use leadline_core::change::{Change, ChangeSet};
 use leadline_core::delivery::{DeadLetter, MailLog, MessageKind};
-use leadline_core::id::{DeadLetterId, TenantId};
+use leadline_core::id::TenantId;
 use leadline_core::page::{Page, PageRequest};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::clock;
 use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppQuery, SecretKey};
@@ -42,23 +40,6 @@ fn kind(p: &DeliveryParams) -> ApiResult<Option<MessageKind>> {
         .transpose()
 }
 
-/// A dead letter as shown: the payload reduced to what identifies it, with the
-/// recipient redacted (the body is not shown; replay sends it unchanged).
-fn view(mut d: DeadLetter) -> DeadLetter {
-    let p = &d.payload;
-    d.payload = match p.get("type").and_then(|k| k.as_str()) {
-        Some("email") => serde_json::json!({
-            "kind": "email", "mail_id": p["mail_id"], "template": p["kind"],
-            "to": p["to"].as_str().map(leadline_core::redact::email), "subject": p["subject"],
-        }),
-        Some("webhook") => {
-            serde_json::json!({"kind": "webhook", "endpoint_id": p["endpoint_id"], "event_type": p["event_type"]})
-        }
-        _ => serde_json::json!({"kind": "erased"}),
-    };
-    d
-}
-
 /// Email delivery log, newest first; recipients are redacted.
 #[utoipa::path(get, path = "/v1/mail-logs", tag = "deliveries", security(("secret_key" = [])), params(DeliveryParams),
     responses((status = 200, body = Page<MailLog>)))]
@@ -86,7 +67,7 @@ async fn dead_letters(s: &AppState, tenant: &TenantId, p: DeliveryParams) -> Api
     let rows = s.store.list_dead_letters(tenant, kind(&p)?, &page).await?;
     let out = Page::from_overfetch(rows, page.limit, |d| d.id.as_str());
     Ok(Json(Page {
-        data: out.data.into_iter().map(view).collect(),
+        data: out.data.into_iter().map(crate::usecases::deliveries::shown).collect(),
         next_cursor: out.next_cursor,
     }))
 }
@@ -123,31 +104,8 @@ async fn replay(
     tenant: Option<&TenantId>,
     id: &str,
 ) -> ApiResult<(StatusCode, Json<DeadLetter>)> {
-    let id = DeadLetterId::parse(id).map_err(|_| ApiError::NotFound)?;
-    let d = s.store.get_dead_letter(tenant, &id).await?.ok_or(ApiError::NotFound)?;
-    fx.set_tenant(&d.tenant_id);
-    fx.set_resource(&d.id);
-    if d.replayed_at.is_some() {
-        return Err(ApiError::Conflict("This dead letter was replayed already.".into()));
-    }
-    let at = clock::now();
-    let mut shown = view(d.clone());
-    shown.replayed_at = Some(at);
-    let out = shown.clone();
-    let cs = ChangeSet::one(Change::ReplayDeadLetter {
-        tenant_id: d.tenant_id.clone(),
-        id: d.id.clone(),
-        at,
-    });
-    fx.commit(s.store.as_ref(), cs, StatusCode::ACCEPTED, move |_| out)
-        .await
-        .map_err(|e| match e {
-            ApiError::Stale | ApiError::Conflict(_) => {
-                ApiError::Conflict("This dead letter was replayed already.".into())
-            }
-            e => e,
-        })?;
-    Ok((StatusCode::ACCEPTED, Json(shown)))
+    let replayed = crate::usecases::deliveries::replay(fx, s, tenant, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(crate::usecases::deliveries::shown(replayed))))
 }
 
 /// Put a dead letter back in the outbox with a fresh attempt count.

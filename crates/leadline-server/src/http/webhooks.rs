@@ -4,20 +4,18 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use leadline_core::change::{Change, ChangeSet};
-use leadline_core::id::{MsgId, WebhookEndpointId};
+use leadline_core::id::MsgId;
 use leadline_core::page::Page;
-use leadline_core::webhook::{self, EndpointPatch, NewEndpointRequest, WebhookEndpoint};
-use leadline_core::{FieldError, ValidationErrors};
+use leadline_core::webhook::{EndpointPatch, NewEndpointRequest, WebhookEndpoint};
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::clock;
 use crate::effects::Effects;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiResult, Problem};
 use crate::extract::{AppJson, SecretKey, TenantAuth};
 use crate::state::AppState;
+use crate::usecases;
 
 /// An endpoint with its signing secret, shown at creation and rotation only.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -45,23 +43,8 @@ pub struct Rotated {
     pub previous_secret_until: Option<DateTime<Utc>>,
 }
 
-async fn check_target(s: &AppState, url: &str) -> ApiResult<()> {
-    crate::outbound::check_target(url, s.config.allow_private_webhook_targets)
-        .await
-        .map_err(|e| {
-            ApiError::Validation(ValidationErrors(vec![FieldError {
-                pointer: "/url".into(),
-                detail: e,
-            }]))
-        })
-}
-
 async fn find(auth: &TenantAuth, s: &AppState, id: &str) -> ApiResult<WebhookEndpoint> {
-    let id = WebhookEndpointId::parse(id).map_err(|_| ApiError::NotFound)?;
-    s.store
-        .get_endpoint(&auth.tenant.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound)
+    usecases::webhooks::find(s, &auth.tenant, id).await
 }
 
 /// Create an endpoint; its secret is shown this once.
@@ -74,20 +57,8 @@ pub async fn create_endpoint(
     State(s): State<AppState>,
     AppJson(req): AppJson<NewEndpointRequest>,
 ) -> ApiResult<(StatusCode, Json<EndpointWithSecret>)> {
-    let ep = req.into_endpoint(&auth.tenant.id, s.config.allow_insecure_webhooks, clock::now())?;
-    check_target(&s, &ep.url).await?;
-    fx.set_resource(&ep.id);
-    let secret = ep.secret.clone();
-    let out = ep.clone();
-    // The stored idempotent answer holds no secret.
-    fx.commit(
-        s.store.as_ref(),
-        ChangeSet::one(Change::InsertEndpoint(ep)),
-        StatusCode::CREATED,
-        move |_| out.clone(),
-    )
-    .await
-    .map(|endpoint| (StatusCode::CREATED, Json(EndpointWithSecret { endpoint, secret })))
+    let (endpoint, secret) = usecases::webhooks::create(&fx, &s, &auth.tenant, req).await?;
+    Ok((StatusCode::CREATED, Json(EndpointWithSecret { endpoint, secret })))
 }
 
 /// List endpoints.
@@ -126,22 +97,7 @@ pub async fn patch_endpoint(
     Path(id): Path<String>,
     AppJson(p): AppJson<EndpointPatch>,
 ) -> ApiResult<Json<WebhookEndpoint>> {
-    let ep = find(&auth, &s, &id).await?;
-    fx.set_resource(&ep.id);
-    let next = p.apply(&ep, s.config.allow_insecure_webhooks, clock::now())?;
-    if next.url != ep.url {
-        check_target(&s, &next.url).await?;
-    }
-    let out = next.clone();
-    Ok(Json(
-        fx.commit(
-            s.store.as_ref(),
-            ChangeSet::one(Change::UpdateEndpoint(next)),
-            StatusCode::OK,
-            move |_| out,
-        )
-        .await?,
-    ))
+    Ok(Json(usecases::webhooks::update(&fx, &s, &auth.tenant, &id, p).await?))
 }
 
 /// Delete an endpoint; its pending deliveries are cancelled.
@@ -153,14 +109,7 @@ pub async fn delete_endpoint(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let ep = find(&auth, &s, &id).await?;
-    fx.set_resource(&ep.id);
-    let cs = ChangeSet::one(Change::DeleteEndpoint {
-        tenant_id: auth.tenant.id.clone(),
-        id: ep.id,
-        at: clock::now(),
-    });
-    fx.commit(s.store.as_ref(), cs, StatusCode::NO_CONTENT, |_| ()).await?;
+    usecases::webhooks::delete(&fx, &s, &auth.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -174,21 +123,10 @@ pub async fn rotate_secret(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Rotated>> {
-    let ep = find(&auth, &s, &id).await?;
-    fx.set_resource(&ep.id);
-    let next = webhook::rotate(&ep, clock::now());
-    let secret = next.secret.clone();
-    let until = next.previous_secret_until;
-    fx.commit(
-        s.store.as_ref(),
-        ChangeSet::one(Change::UpdateEndpoint(next)),
-        StatusCode::OK,
-        move |_| serde_json::json!({"secret": "whsec_...", "previous_secret_until": until}),
-    )
-    .await?;
+    let (secret, previous_secret_until) = usecases::webhooks::rotate(&fx, &s, &auth.tenant, &id).await?;
     Ok(Json(Rotated {
         secret,
-        previous_secret_until: until,
+        previous_secret_until,
     }))
 }
 
@@ -201,34 +139,8 @@ pub async fn test_endpoint(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<TestQueued>)> {
-    let mut ep = find(&auth, &s, &id).await?;
-    fx.set_resource(&ep.id);
-    // A test goes to this endpoint even when it does not list `webhook.test`.
-    ep.events = vec!["webhook.test".into()];
-    ep.enabled = true;
-    let data = serde_json::json!({"endpoint_id": ep.id, "message": "This is a test event from Leadline."});
-    let changes = crate::events::webhook_value(
-        &auth.tenant.id,
-        None,
-        std::slice::from_ref(&ep),
-        "webhook.test",
-        data,
-        clock::now(),
-    );
-    let message_id = match changes.first() {
-        Some(Change::InsertOutbox(m)) => m.id.clone(),
-        _ => return Err(ApiError::internal("no test event was built")),
-    };
-    let out = TestQueued { message_id };
-    let queued = fx
-        .commit(
-            s.store.as_ref(),
-            ChangeSet { changes, finish: None },
-            StatusCode::ACCEPTED,
-            move |_| out,
-        )
-        .await?;
-    Ok((StatusCode::ACCEPTED, Json(queued)))
+    let message_id = usecases::webhooks::test(&fx, &s, &auth.tenant, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(TestQueued { message_id })))
 }
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::NaiveDate;
-use leadline_core::change::{Change, ChangeSet};
 use leadline_core::id::{BookingId, QuoteId, YachtId};
 use leadline_core::page::{Page, PageRequest};
 use leadline_core::yacht::{Yacht, YachtInput};
@@ -17,6 +16,7 @@ use crate::effects::Effects;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, SecretKey, TenantAuth};
 use crate::state::AppState;
+use crate::usecases;
 
 /// Pagination of the fleet.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -31,9 +31,8 @@ pub struct YachtListParams {
     pub cursor: Option<String>,
 }
 
-pub(crate) async fn find(auth: &TenantAuth, s: &AppState, id: &str) -> ApiResult<Yacht> {
-    let id = YachtId::parse(id).map_err(|_| ApiError::NotFound)?;
-    s.store.get_yacht(&auth.tenant.id, &id).await?.ok_or(ApiError::NotFound)
+async fn find(auth: &TenantAuth, s: &AppState, id: &str) -> ApiResult<Yacht> {
+    usecases::fleet::find(s, &auth.tenant, id).await
 }
 
 /// Add a yacht.
@@ -45,17 +44,7 @@ pub async fn create_yacht(
     State(s): State<AppState>,
     AppJson(input): AppJson<YachtInput>,
 ) -> ApiResult<(StatusCode, Json<Yacht>)> {
-    let y = input.apply(None, &auth.tenant.id, auth.tenant.settings.currency, clock::now())?;
-    fx.set_resource(&y.id);
-    let out = y.clone();
-    let y = fx
-        .commit(
-            s.store.as_ref(),
-            ChangeSet::one(Change::InsertYacht(y)),
-            StatusCode::CREATED,
-            move |_| out,
-        )
-        .await?;
+    let y = usecases::fleet::add(&fx, &s, &auth.tenant, input).await?;
     Ok((StatusCode::CREATED, Json(y)))
 }
 
@@ -97,19 +86,7 @@ pub async fn patch_yacht(
     Path(id): Path<String>,
     AppJson(input): AppJson<YachtInput>,
 ) -> ApiResult<Json<Yacht>> {
-    let y = find(&auth, &s, &id).await?;
-    fx.set_resource(&y.id);
-    let next = input.apply(Some(&y), &auth.tenant.id, auth.tenant.settings.currency, clock::now())?;
-    let out = next.clone();
-    Ok(Json(
-        fx.commit(
-            s.store.as_ref(),
-            ChangeSet::one(Change::UpdateYacht(next)),
-            StatusCode::OK,
-            move |_| out,
-        )
-        .await?,
-    ))
+    Ok(Json(usecases::fleet::update(&fx, &s, &auth.tenant, &id, input).await?))
 }
 
 /// Archive a yacht: it leaves the fleet list and cannot be quoted; it stays readable
@@ -122,25 +99,7 @@ pub async fn delete_yacht(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let y = find(&auth, &s, &id).await?;
-    fx.set_resource(&y.id);
-    if y.archived_at.is_some() {
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    let now = clock::now();
-    let next = Yacht {
-        archived_at: Some(now),
-        updated_at: now,
-        version: y.version + 1,
-        ..y
-    };
-    fx.commit(
-        s.store.as_ref(),
-        ChangeSet::one(Change::UpdateYacht(next)),
-        StatusCode::NO_CONTENT,
-        |_| (),
-    )
-    .await?;
+    usecases::fleet::archive(&fx, &s, &auth.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

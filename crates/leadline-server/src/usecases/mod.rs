@@ -5,6 +5,10 @@
 //! same functions (tenants and keys here, maintenance in `crate::maintenance::run`),
 //! and so will the staff console.
 
+pub mod deliveries;
+pub mod fleet;
 pub mod leads;
 pub mod quotes;
+pub mod settings;
 pub mod tenants;
+pub mod webhooks;
