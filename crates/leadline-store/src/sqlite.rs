@@ -121,11 +121,11 @@ impl SqliteStore {
         // The writer opens (creating) the file first; the readers then find it.
         let writer = Writer::start(opts.get_filename().to_path_buf(), writer)?;
         let backup_opts = opts.clone();
+        // Connected on first use: a reader connected before the migrations (made
+        // by another connection) would hold up the writer's WAL checkpoints.
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
-            .min_connections(1)
-            .connect_with(opts.clone().read_only(true))
-            .await?;
+            .connect_lazy_with(opts.clone().read_only(true));
         Ok(Self {
             writer,
             readers,

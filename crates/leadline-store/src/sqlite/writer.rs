@@ -380,6 +380,9 @@ impl Task {
             }
             if let Some(done) = close {
                 if let Some(conn) = &self.conn {
+                    // Folding the WAL into the file at shutdown is a courtesy: no
+                    // waiting for a reader that is still open.
+                    let _ = conn.busy_timeout(Duration::from_millis(200));
                     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
                 }
                 let _ = done.send(());
