@@ -208,26 +208,15 @@ pub enum ClaimOutcome {
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The storage operations Leadline needs, identical on every backend.
+/// The reads both backends share, written once (`reads.rs`, compiled into each
+/// backend against its own database type).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Which database this is.
-    fn backend(&self) -> Backend;
+pub trait Reads: Send + Sync {
+    /// A key by the hash of its text, with its tenant.
+    async fn find_api_key(&self, hash: &str) -> Result<Option<(ApiKey, Tenant)>>;
 
-    /// Applies pending migrations (safe to run from several instances at once).
-    async fn migrate(&self) -> Result<()>;
-
-    /// Whether the database answers and every migration is applied.
-    async fn ready(&self) -> Result<bool>;
-
-    /// Why writes cannot commit now, when the store knows (the SQLite writer's
-    /// last commit and probe failed); `None` when they can, as far as it knows.
-    fn write_fault(&self) -> Option<WriteFault> {
-        None
-    }
-
-    /// Commits a change set atomically.
-    async fn commit(&self, changes: ChangeSet) -> Result<Committed>;
+    /// A tenant's endpoints, oldest first.
+    async fn list_endpoints(&self, tenant: &TenantId) -> Result<Vec<WebhookEndpoint>>;
 
     /// A tenant by id (admin scope).
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>>;
@@ -238,9 +227,6 @@ pub trait Store: Send + Sync + 'static {
     /// Tenants, newest first.
     async fn list_tenants(&self, page: &PageRequest) -> Result<Vec<Tenant>>;
 
-    /// A key by the hash of its text, with its tenant.
-    async fn find_api_key(&self, hash: &str) -> Result<Option<(ApiKey, Tenant)>>;
-
     /// A tenant's keys, newest first.
     async fn list_api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKey>>;
 
@@ -250,46 +236,8 @@ pub trait Store: Send + Sync + 'static {
     /// A tenant's leads, newest first; fetches up to `page.limit + 1`.
     async fn list_leads(&self, tenant: &TenantId, filter: &LeadFilter, page: &PageRequest) -> Result<Vec<Lead>>;
 
-    /// Claims the idempotency record of a request (see [`ClaimOutcome`]). An
-    /// expired record, or an in-flight one whose lease ran out (its process died
-    /// before committing anything), is taken over.
-    async fn claim_idempotency(&self, claim: &IdempotencyClaim) -> Result<ClaimOutcome>;
-
-    /// Forgets an in-flight claim if `holder` still holds it (the request failed
-    /// with a 5xx; the client may retry).
-    async fn release_idempotency(&self, scope: &str, key: &str, holder: &str) -> Result<()>;
-
-    /// Extends to `until` the lease of these in-flight claims `(scope, key,
-    /// holder)`, each only while that holder still holds it.
-    async fn renew_idempotency(&self, claims: Vec<(String, String, String)>, until: DateTime<Utc>) -> Result<()>;
-
     /// Audit entries, newest first; fetches up to `page.limit + 1`.
     async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Vec<AuditEntry>>;
-
-    /// Claims up to `limit` due messages of active tenants for `worker` until
-    /// `locked_until` (a message whose lease ran out is due again).
-    async fn claim_due(
-        &self,
-        worker: &str,
-        now: DateTime<Utc>,
-        locked_until: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<OutboxMessage>>;
-
-    /// Records an attempt and its consequences (delivered, retry later, or dead
-    /// letter; mail log; endpoint disabled on 410), if `report.worker` still holds
-    /// the message. Returns whether it did.
-    async fn report_attempt(&self, report: &AttemptReport) -> Result<bool>;
-
-    /// [`Store::report_attempt`] for several messages at once (the dispatcher's
-    /// batch): all are recorded, or none when the call fails.
-    async fn report_attempts(&self, reports: Vec<AttemptReport>) -> Result<Vec<bool>> {
-        let mut out = Vec::with_capacity(reports.len());
-        for r in &reports {
-            out.push(self.report_attempt(r).await?);
-        }
-        Ok(out)
-    }
 
     /// A message by id (any tenant; for workers and tests).
     async fn get_message(&self, id: &MsgId) -> Result<Option<OutboxMessage>>;
@@ -299,9 +247,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// A tenant's endpoint.
     async fn get_endpoint(&self, tenant: &TenantId, id: &WebhookEndpointId) -> Result<Option<WebhookEndpoint>>;
-
-    /// A tenant's endpoints, oldest first.
-    async fn list_endpoints(&self, tenant: &TenantId) -> Result<Vec<WebhookEndpoint>>;
 
     /// A tenant's mail logs, newest first; fetches up to `page.limit + 1`.
     async fn list_mail_logs(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<MailLog>>;
@@ -316,14 +261,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// A dead letter, of `tenant` when given.
     async fn get_dead_letter(&self, tenant: Option<&TenantId>, id: &DeadLetterId) -> Result<Option<DeadLetter>>;
-
-    /// Takes or renews the lease of job `name` for `holder` until `until`, if it is
-    /// free (expired, or already `holder`'s). Returns whether `holder` has it.
-    async fn try_lease(&self, name: &str, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool>;
-
-    /// Writes a consistent copy of the database to `path` while writes go on.
-    /// PostgreSQL answers [`StoreError::Unsupported`].
-    async fn backup_to(&self, path: &std::path::Path) -> Result<()>;
 
     /// A tenant's yacht (archived ones included).
     async fn get_yacht(&self, tenant: &TenantId, id: &YachtId) -> Result<Option<Yacht>>;
@@ -367,6 +304,74 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sent quotes whose validity ended before `now` (any tenant), at most `limit`.
     async fn stale_quotes(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Quote>>;
+}
+
+/// The storage operations Leadline needs, identical on every backend.
+#[async_trait]
+pub trait Store: Reads + Send + Sync + 'static {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+
+    /// Applies pending migrations (safe to run from several instances at once).
+    async fn migrate(&self) -> Result<()>;
+
+    /// Whether the database answers and every migration is applied.
+    async fn ready(&self) -> Result<bool>;
+
+    /// Why writes cannot commit now, when the store knows (the SQLite writer's
+    /// last commit and probe failed); `None` when they can, as far as it knows.
+    fn write_fault(&self) -> Option<WriteFault> {
+        None
+    }
+
+    /// Commits a change set atomically.
+    async fn commit(&self, changes: ChangeSet) -> Result<Committed>;
+
+    /// Claims the idempotency record of a request (see [`ClaimOutcome`]). An
+    /// expired record, or an in-flight one whose lease ran out (its process died
+    /// before committing anything), is taken over.
+    async fn claim_idempotency(&self, claim: &IdempotencyClaim) -> Result<ClaimOutcome>;
+
+    /// Forgets an in-flight claim if `holder` still holds it (the request failed
+    /// with a 5xx; the client may retry).
+    async fn release_idempotency(&self, scope: &str, key: &str, holder: &str) -> Result<()>;
+
+    /// Extends to `until` the lease of these in-flight claims `(scope, key,
+    /// holder)`, each only while that holder still holds it.
+    async fn renew_idempotency(&self, claims: Vec<(String, String, String)>, until: DateTime<Utc>) -> Result<()>;
+
+    /// Claims up to `limit` due messages of active tenants for `worker` until
+    /// `locked_until` (a message whose lease ran out is due again).
+    async fn claim_due(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        locked_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>>;
+
+    /// Records an attempt and its consequences (delivered, retry later, or dead
+    /// letter; mail log; endpoint disabled on 410), if `report.worker` still holds
+    /// the message. Returns whether it did.
+    async fn report_attempt(&self, report: &AttemptReport) -> Result<bool>;
+
+    /// [`Store::report_attempt`] for several messages at once (the dispatcher's
+    /// batch): all are recorded, or none when the call fails.
+    async fn report_attempts(&self, reports: Vec<AttemptReport>) -> Result<Vec<bool>> {
+        let mut out = Vec::with_capacity(reports.len());
+        for r in &reports {
+            out.push(self.report_attempt(r).await?);
+        }
+        Ok(out)
+    }
+
+    /// Takes or renews the lease of job `name` for `holder` until `until`, if it is
+    /// free (expired, or already `holder`'s). Returns whether `holder` has it.
+    async fn try_lease(&self, name: &str, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool>;
+
+    /// Writes a consistent copy of the database to `path` while writes go on.
+    /// PostgreSQL answers [`StoreError::Unsupported`].
+    async fn backup_to(&self, path: &std::path::Path) -> Result<()>;
 
     /// Closes connections.
     async fn close(&self);

@@ -8,6 +8,9 @@ use crate::cache::ReadCache;
 use crate::migrate::POSTGRES;
 use crate::{Backend, Store};
 
+/// The store the shared reads (`reads.rs`) are implemented for.
+type This = PgStore;
+
 type Db = sqlx::Postgres;
 type Conn = PgConnection;
 
@@ -16,25 +19,13 @@ const ROW_LOCK: &str = " FOR UPDATE";
 
 use crate::{ClaimOutcome, IdempotencyClaim};
 use crate::{Committed, StoreError};
-use leadline_core::api_key::ApiKey;
-use leadline_core::audit::{AuditEntry, AuditFilter};
 use leadline_core::change::ChangeSet;
-use leadline_core::delivery::{AttemptReport, DeadLetter, MailLog, MessageKind, OutboxMessage};
-use leadline_core::id::QuoteId;
-use leadline_core::id::{DeadLetterId, MsgId, WebhookEndpointId};
-use leadline_core::id::{LeadId, TenantId, YachtId};
-use leadline_core::lead::{Lead, LeadFilter};
-use leadline_core::page::PageRequest;
-use leadline_core::quote::{Booking, Quote, QuoteStatus};
-use leadline_core::tenant::Tenant;
-use leadline_core::webhook::WebhookEndpoint;
-use leadline_core::yacht::Yacht;
+use leadline_core::delivery::{AttemptReport, OutboxMessage};
 // Compiled once per backend, against its own `Db`.
 #[allow(clippy::duplicate_mod)]
 #[path = "reads.rs"]
 mod reads;
 mod write;
-use reads::*;
 use write::*;
 
 /// Serialises concurrent inserts of the same duplicate key until the transaction
@@ -57,6 +48,11 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// The pool the shared reads use.
+    fn read_pool(&self) -> &sqlx::Pool<Db> {
+        &self.pool
+    }
+
     /// Connects to the database a `postgres://` URL names.
     pub async fn open(url: &str) -> crate::Result<Self> {
         let pool = PgPoolOptions::new()
@@ -191,38 +187,6 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> crate::Result<Vec<AuditEntry>> {
-        q_list_audit(&self.pool, filter, page).await
-    }
-
-    async fn get_tenant(&self, id: &TenantId) -> crate::Result<Option<Tenant>> {
-        q_get_tenant(&self.pool, id).await
-    }
-
-    async fn get_tenant_by_slug(&self, slug: &str) -> crate::Result<Option<Tenant>> {
-        q_get_tenant_by_slug(&self.pool, slug).await
-    }
-
-    async fn list_tenants(&self, page: &PageRequest) -> crate::Result<Vec<Tenant>> {
-        q_list_tenants(&self.pool, page).await
-    }
-
-    async fn find_api_key(&self, hash: &str) -> crate::Result<Option<(ApiKey, Tenant)>> {
-        self.cache.key(hash, q_find_api_key(&self.pool, hash)).await
-    }
-
-    async fn list_api_keys(&self, tenant: &TenantId) -> crate::Result<Vec<ApiKey>> {
-        q_list_api_keys(&self.pool, tenant).await
-    }
-
-    async fn get_lead(&self, tenant: &TenantId, id: &LeadId) -> crate::Result<Option<Lead>> {
-        q_get_lead(&self.pool, tenant, id).await
-    }
-
-    async fn list_leads(&self, tenant: &TenantId, filter: &LeadFilter, page: &PageRequest) -> crate::Result<Vec<Lead>> {
-        q_list_leads(&self.pool, tenant, filter, page).await
-    }
-
     async fn claim_due(
         &self,
         worker: &str,
@@ -271,39 +235,6 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn get_message(&self, id: &MsgId) -> crate::Result<Option<OutboxMessage>> {
-        q_get_message(&self.pool, id).await
-    }
-
-    async fn outbox_pending(&self) -> crate::Result<i64> {
-        q_outbox_pending(&self.pool).await
-    }
-
-    async fn get_endpoint(&self, tenant: &TenantId, id: &WebhookEndpointId) -> crate::Result<Option<WebhookEndpoint>> {
-        q_get_endpoint(&self.pool, tenant, id).await
-    }
-
-    async fn list_endpoints(&self, tenant: &TenantId) -> crate::Result<Vec<WebhookEndpoint>> {
-        self.cache.endpoints(tenant, q_list_endpoints(&self.pool, tenant)).await
-    }
-
-    async fn list_mail_logs(&self, tenant: &TenantId, page: &PageRequest) -> crate::Result<Vec<MailLog>> {
-        q_list_mail_logs(&self.pool, tenant, page).await
-    }
-
-    async fn list_dead_letters(
-        &self,
-        tenant: &TenantId,
-        kind: Option<MessageKind>,
-        page: &PageRequest,
-    ) -> crate::Result<Vec<DeadLetter>> {
-        q_list_dead_letters(&self.pool, tenant, kind, page).await
-    }
-
-    async fn get_dead_letter(&self, tenant: Option<&TenantId>, id: &DeadLetterId) -> crate::Result<Option<DeadLetter>> {
-        q_get_dead_letter(&self.pool, tenant, id).await
-    }
-
     async fn try_lease(
         &self,
         name: &str,
@@ -319,62 +250,6 @@ impl Store for PgStore {
         Err(StoreError::Unsupported(
             "PostgreSQL is backed up with its own tools: pg_dump for logical backups, or base backups with WAL archiving (pg_basebackup) for point-in-time recovery",
         ))
-    }
-
-    async fn get_yacht(&self, tenant: &TenantId, id: &YachtId) -> crate::Result<Option<Yacht>> {
-        q_get_yacht(&self.pool, tenant, id).await
-    }
-
-    async fn list_yachts(
-        &self,
-        tenant: &TenantId,
-        include_archived: bool,
-        page: &PageRequest,
-    ) -> crate::Result<Vec<Yacht>> {
-        q_list_yachts(&self.pool, tenant, include_archived, page).await
-    }
-
-    async fn get_quote(&self, tenant: &TenantId, id: &QuoteId) -> crate::Result<Option<Quote>> {
-        q_get_quote(&self.pool, tenant, id).await
-    }
-
-    async fn get_quote_by_token(&self, token: &str) -> crate::Result<Option<Quote>> {
-        q_get_quote_by_token(&self.pool, token).await
-    }
-
-    async fn list_quotes(
-        &self,
-        tenant: &TenantId,
-        lead: Option<&LeadId>,
-        status: Option<QuoteStatus>,
-        page: &PageRequest,
-    ) -> crate::Result<Vec<Quote>> {
-        q_list_quotes(&self.pool, tenant, lead, status, page).await
-    }
-
-    async fn list_bookings(
-        &self,
-        tenant: &TenantId,
-        yacht: &YachtId,
-        from: chrono::NaiveDate,
-        to: chrono::NaiveDate,
-    ) -> crate::Result<Vec<Booking>> {
-        q_list_bookings(&self.pool, tenant, yacht, from, to).await
-    }
-
-    async fn list_held_quotes(
-        &self,
-        tenant: &TenantId,
-        yacht: &YachtId,
-        from: chrono::NaiveDate,
-        to: chrono::NaiveDate,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> crate::Result<Vec<Quote>> {
-        q_list_held_quotes(&self.pool, tenant, yacht, from, to, now).await
-    }
-
-    async fn stale_quotes(&self, now: chrono::DateTime<chrono::Utc>, limit: u32) -> crate::Result<Vec<Quote>> {
-        q_stale_quotes(&self.pool, now, limit).await
     }
 
     async fn close(&self) {

@@ -6,7 +6,7 @@
 // Each backend calls the part of these it needs (SQLite writes through rusqlite).
 #![allow(dead_code)]
 
-use super::Db;
+use super::{Db, This};
 use crate::StoreError;
 use crate::common::{
     DEAD_LETTER_COLUMNS, ENDPOINT_COLUMNS, KEY_COLUMNS, LEAD_COLUMNS, MAIL_LOG_COLUMNS, OUTBOX_COLUMNS, TENANT_COLUMNS,
@@ -606,4 +606,130 @@ pub(super) async fn q_list_leads(
     qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
     let rows = qb.build().fetch_all(pool).await?;
     rows.iter().map(lead_from_row).collect()
+}
+
+#[async_trait::async_trait]
+impl crate::Reads for This {
+    async fn find_api_key(&self, hash: &str) -> crate::Result<Option<(ApiKey, Tenant)>> {
+        self.cache.key(hash, q_find_api_key(self.read_pool(), hash)).await
+    }
+
+    async fn list_endpoints(&self, tenant: &TenantId) -> crate::Result<Vec<WebhookEndpoint>> {
+        self.cache
+            .endpoints(tenant, q_list_endpoints(self.read_pool(), tenant))
+            .await
+    }
+
+    async fn get_dead_letter(&self, tenant: Option<&TenantId>, id: &DeadLetterId) -> crate::Result<Option<DeadLetter>> {
+        q_get_dead_letter(self.read_pool(), tenant, id).await
+    }
+
+    async fn get_endpoint(&self, tenant: &TenantId, id: &WebhookEndpointId) -> crate::Result<Option<WebhookEndpoint>> {
+        q_get_endpoint(self.read_pool(), tenant, id).await
+    }
+
+    async fn get_lead(&self, tenant: &TenantId, id: &LeadId) -> crate::Result<Option<Lead>> {
+        q_get_lead(self.read_pool(), tenant, id).await
+    }
+
+    async fn get_message(&self, id: &MsgId) -> crate::Result<Option<OutboxMessage>> {
+        q_get_message(self.read_pool(), id).await
+    }
+
+    async fn get_quote(&self, tenant: &TenantId, id: &QuoteId) -> crate::Result<Option<Quote>> {
+        q_get_quote(self.read_pool(), tenant, id).await
+    }
+
+    async fn get_quote_by_token(&self, token: &str) -> crate::Result<Option<Quote>> {
+        q_get_quote_by_token(self.read_pool(), token).await
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> crate::Result<Option<Tenant>> {
+        q_get_tenant(self.read_pool(), id).await
+    }
+
+    async fn get_tenant_by_slug(&self, slug: &str) -> crate::Result<Option<Tenant>> {
+        q_get_tenant_by_slug(self.read_pool(), slug).await
+    }
+
+    async fn get_yacht(&self, tenant: &TenantId, id: &YachtId) -> crate::Result<Option<Yacht>> {
+        q_get_yacht(self.read_pool(), tenant, id).await
+    }
+
+    async fn list_api_keys(&self, tenant: &TenantId) -> crate::Result<Vec<ApiKey>> {
+        q_list_api_keys(self.read_pool(), tenant).await
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> crate::Result<Vec<AuditEntry>> {
+        q_list_audit(self.read_pool(), filter, page).await
+    }
+
+    async fn list_bookings(
+        &self,
+        tenant: &TenantId,
+        yacht: &YachtId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> crate::Result<Vec<Booking>> {
+        q_list_bookings(self.read_pool(), tenant, yacht, from, to).await
+    }
+
+    async fn list_dead_letters(
+        &self,
+        tenant: &TenantId,
+        kind: Option<MessageKind>,
+        page: &PageRequest,
+    ) -> crate::Result<Vec<DeadLetter>> {
+        q_list_dead_letters(self.read_pool(), tenant, kind, page).await
+    }
+
+    async fn list_held_quotes(
+        &self,
+        tenant: &TenantId,
+        yacht: &YachtId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Result<Vec<Quote>> {
+        q_list_held_quotes(self.read_pool(), tenant, yacht, from, to, now).await
+    }
+
+    async fn list_leads(&self, tenant: &TenantId, filter: &LeadFilter, page: &PageRequest) -> crate::Result<Vec<Lead>> {
+        q_list_leads(self.read_pool(), tenant, filter, page).await
+    }
+
+    async fn list_mail_logs(&self, tenant: &TenantId, page: &PageRequest) -> crate::Result<Vec<MailLog>> {
+        q_list_mail_logs(self.read_pool(), tenant, page).await
+    }
+
+    async fn list_quotes(
+        &self,
+        tenant: &TenantId,
+        lead: Option<&LeadId>,
+        status: Option<QuoteStatus>,
+        page: &PageRequest,
+    ) -> crate::Result<Vec<Quote>> {
+        q_list_quotes(self.read_pool(), tenant, lead, status, page).await
+    }
+
+    async fn list_tenants(&self, page: &PageRequest) -> crate::Result<Vec<Tenant>> {
+        q_list_tenants(self.read_pool(), page).await
+    }
+
+    async fn list_yachts(
+        &self,
+        tenant: &TenantId,
+        include_archived: bool,
+        page: &PageRequest,
+    ) -> crate::Result<Vec<Yacht>> {
+        q_list_yachts(self.read_pool(), tenant, include_archived, page).await
+    }
+
+    async fn outbox_pending(&self) -> crate::Result<i64> {
+        q_outbox_pending(self.read_pool()).await
+    }
+
+    async fn stale_quotes(&self, now: chrono::DateTime<chrono::Utc>, limit: u32) -> crate::Result<Vec<Quote>> {
+        q_stale_quotes(self.read_pool(), now, limit).await
+    }
 }

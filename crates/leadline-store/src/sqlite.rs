@@ -23,28 +23,19 @@ pub(crate) use writer::is_disk_full;
 use writer::{Admission, Writer};
 pub use writer::{WriteFault, WriterOptions, WriterStats};
 
+/// The store the shared reads (`reads.rs`) are implemented for.
+type This = SqliteStore;
+
 type Db = sqlx::Sqlite;
 
 use crate::{ClaimOutcome, IdempotencyClaim};
 use crate::{Committed, StoreError};
-use leadline_core::api_key::ApiKey;
-use leadline_core::audit::{AuditEntry, AuditFilter};
 use leadline_core::change::ChangeSet;
-use leadline_core::delivery::{AttemptReport, DeadLetter, MailLog, MessageKind, OutboxMessage};
-use leadline_core::id::QuoteId;
-use leadline_core::id::{DeadLetterId, MsgId, WebhookEndpointId};
-use leadline_core::id::{LeadId, TenantId, YachtId};
-use leadline_core::lead::{Lead, LeadFilter};
-use leadline_core::page::PageRequest;
-use leadline_core::quote::{Booking, Quote, QuoteStatus};
-use leadline_core::tenant::Tenant;
-use leadline_core::webhook::WebhookEndpoint;
-use leadline_core::yacht::Yacht;
+use leadline_core::delivery::{AttemptReport, OutboxMessage};
 // Compiled once per backend, against its own `Db`.
 #[allow(clippy::duplicate_mod)]
 #[path = "reads.rs"]
 mod reads;
-use reads::*;
 
 /// Checks a database file (a backup, before a restore): it opens read-only, passes
 /// `PRAGMA integrity_check`, and is a Leadline database. Returns its schema version.
@@ -97,6 +88,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The pool the shared reads use.
+    fn read_pool(&self) -> &sqlx::Pool<Db> {
+        &self.readers
+    }
+
     /// Opens (creating when missing) the database file a `sqlite://` URL names,
     /// with the default writer bounds.
     pub async fn open(url: &str) -> crate::Result<Self> {
@@ -312,38 +308,6 @@ impl Store for SqliteStore {
         self.write(move |conn| write::renew(conn, &claims, until)).await
     }
 
-    async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> crate::Result<Vec<AuditEntry>> {
-        q_list_audit(&self.readers, filter, page).await
-    }
-
-    async fn get_tenant(&self, id: &TenantId) -> crate::Result<Option<Tenant>> {
-        q_get_tenant(&self.readers, id).await
-    }
-
-    async fn get_tenant_by_slug(&self, slug: &str) -> crate::Result<Option<Tenant>> {
-        q_get_tenant_by_slug(&self.readers, slug).await
-    }
-
-    async fn list_tenants(&self, page: &PageRequest) -> crate::Result<Vec<Tenant>> {
-        q_list_tenants(&self.readers, page).await
-    }
-
-    async fn find_api_key(&self, hash: &str) -> crate::Result<Option<(ApiKey, Tenant)>> {
-        self.cache.key(hash, q_find_api_key(&self.readers, hash)).await
-    }
-
-    async fn list_api_keys(&self, tenant: &TenantId) -> crate::Result<Vec<ApiKey>> {
-        q_list_api_keys(&self.readers, tenant).await
-    }
-
-    async fn get_lead(&self, tenant: &TenantId, id: &LeadId) -> crate::Result<Option<Lead>> {
-        q_get_lead(&self.readers, tenant, id).await
-    }
-
-    async fn list_leads(&self, tenant: &TenantId, filter: &LeadFilter, page: &PageRequest) -> crate::Result<Vec<Lead>> {
-        q_list_leads(&self.readers, tenant, filter, page).await
-    }
-
     async fn claim_due(
         &self,
         worker: &str,
@@ -378,41 +342,6 @@ impl Store for SqliteStore {
         done
     }
 
-    async fn get_message(&self, id: &MsgId) -> crate::Result<Option<OutboxMessage>> {
-        q_get_message(&self.readers, id).await
-    }
-
-    async fn outbox_pending(&self) -> crate::Result<i64> {
-        q_outbox_pending(&self.readers).await
-    }
-
-    async fn get_endpoint(&self, tenant: &TenantId, id: &WebhookEndpointId) -> crate::Result<Option<WebhookEndpoint>> {
-        q_get_endpoint(&self.readers, tenant, id).await
-    }
-
-    async fn list_endpoints(&self, tenant: &TenantId) -> crate::Result<Vec<WebhookEndpoint>> {
-        self.cache
-            .endpoints(tenant, q_list_endpoints(&self.readers, tenant))
-            .await
-    }
-
-    async fn list_mail_logs(&self, tenant: &TenantId, page: &PageRequest) -> crate::Result<Vec<MailLog>> {
-        q_list_mail_logs(&self.readers, tenant, page).await
-    }
-
-    async fn list_dead_letters(
-        &self,
-        tenant: &TenantId,
-        kind: Option<MessageKind>,
-        page: &PageRequest,
-    ) -> crate::Result<Vec<DeadLetter>> {
-        q_list_dead_letters(&self.readers, tenant, kind, page).await
-    }
-
-    async fn get_dead_letter(&self, tenant: Option<&TenantId>, id: &DeadLetterId) -> crate::Result<Option<DeadLetter>> {
-        q_get_dead_letter(&self.readers, tenant, id).await
-    }
-
     async fn try_lease(
         &self,
         name: &str,
@@ -435,62 +364,6 @@ impl Store for SqliteStore {
         sqlx::query("VACUUM INTO $1").bind(target).execute(&mut conn).await?;
         conn.close().await?;
         Ok(())
-    }
-
-    async fn get_yacht(&self, tenant: &TenantId, id: &YachtId) -> crate::Result<Option<Yacht>> {
-        q_get_yacht(&self.readers, tenant, id).await
-    }
-
-    async fn list_yachts(
-        &self,
-        tenant: &TenantId,
-        include_archived: bool,
-        page: &PageRequest,
-    ) -> crate::Result<Vec<Yacht>> {
-        q_list_yachts(&self.readers, tenant, include_archived, page).await
-    }
-
-    async fn get_quote(&self, tenant: &TenantId, id: &QuoteId) -> crate::Result<Option<Quote>> {
-        q_get_quote(&self.readers, tenant, id).await
-    }
-
-    async fn get_quote_by_token(&self, token: &str) -> crate::Result<Option<Quote>> {
-        q_get_quote_by_token(&self.readers, token).await
-    }
-
-    async fn list_quotes(
-        &self,
-        tenant: &TenantId,
-        lead: Option<&LeadId>,
-        status: Option<QuoteStatus>,
-        page: &PageRequest,
-    ) -> crate::Result<Vec<Quote>> {
-        q_list_quotes(&self.readers, tenant, lead, status, page).await
-    }
-
-    async fn list_bookings(
-        &self,
-        tenant: &TenantId,
-        yacht: &YachtId,
-        from: chrono::NaiveDate,
-        to: chrono::NaiveDate,
-    ) -> crate::Result<Vec<Booking>> {
-        q_list_bookings(&self.readers, tenant, yacht, from, to).await
-    }
-
-    async fn list_held_quotes(
-        &self,
-        tenant: &TenantId,
-        yacht: &YachtId,
-        from: chrono::NaiveDate,
-        to: chrono::NaiveDate,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> crate::Result<Vec<Quote>> {
-        q_list_held_quotes(&self.readers, tenant, yacht, from, to, now).await
-    }
-
-    async fn stale_quotes(&self, now: chrono::DateTime<chrono::Utc>, limit: u32) -> crate::Result<Vec<Quote>> {
-        q_stale_quotes(&self.readers, now, limit).await
     }
 
     async fn close(&self) {
