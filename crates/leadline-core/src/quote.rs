@@ -230,6 +230,12 @@ pub struct NewQuoteRequest {
     pub notes: Option<String>,
 }
 
+/// Whether two stays share a night. A stay is its nights `[from, to)`: the next
+/// charter may start on the day the previous one ends.
+pub fn nights_overlap(a: (NaiveDate, NaiveDate), b: (NaiveDate, NaiveDate)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
 /// A booking: the yacht is taken for these nights.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Booking {
@@ -373,6 +379,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn stays_overlap_when_they_share_a_night() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
+        let week = (d("2030-07-06"), d("2030-07-13"));
+        assert!(nights_overlap(week, (d("2030-07-12"), d("2030-07-19"))));
+        assert!(nights_overlap(week, (d("2030-07-01"), d("2030-07-07"))));
+        assert!(nights_overlap(week, (d("2030-07-08"), d("2030-07-09"))), "inside");
+        assert!(nights_overlap(week, (d("2030-07-01"), d("2030-07-31"))), "around");
+        assert!(
+            !nights_overlap(week, (d("2030-07-13"), d("2030-07-20"))),
+            "starts the day it ends"
+        );
+        assert!(
+            !nights_overlap(week, (d("2030-06-29"), d("2030-07-06"))),
+            "ends the day it starts"
+        );
     }
 
     #[test]

@@ -718,15 +718,19 @@ pub(super) async fn apply(conn: &mut Conn, change: &Change, out: &mut Committed)
                 .bind(b.tenant_id.as_str())
                 .fetch_optional(&mut *conn)
                 .await?;
-            let taken: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM bookings WHERE yacht_id = $1 AND charter_from < $3 AND charter_to > $2 LIMIT 1",
-            )
-            .bind(b.yacht_id.as_str())
-            .bind(b.charter_from)
-            .bind(b.charter_to)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if taken.is_some() {
+            // The rule is the core's; the store reads the yacht's stays that end
+            // after this one starts (the others cannot share a night).
+            let stays: Vec<(chrono::NaiveDate, chrono::NaiveDate)> =
+                sqlx::query_as("SELECT charter_from, charter_to FROM bookings WHERE yacht_id = $1 AND charter_to > $2")
+                    .bind(b.yacht_id.as_str())
+                    .bind(b.charter_from)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            let new = (b.charter_from, b.charter_to);
+            if stays
+                .into_iter()
+                .any(|stay| leadline_core::quote::nights_overlap(stay, new))
+            {
                 return Err(StoreError::Conflict(crate::Conflict::BookingOverlap));
             }
             sqlx::query(

@@ -591,14 +591,23 @@ fn apply(conn: &Connection, change: &Change, out: &mut Committed) -> Result<()> 
         }
         Change::InsertBooking(b) => {
             // One writer: nothing else can book the yacht between the check and the insert.
-            let taken = query(
+            // The rule is the core's; the store reads the yacht's stays that end
+            // after this one starts (the others cannot share a night).
+            let stays = query(
                 conn,
-                "SELECT id FROM bookings WHERE yacht_id = $1 AND charter_from < $3 AND charter_to > $2 LIMIT 1",
-                &[s(b.yacht_id.as_str()), date(b.charter_from), date(b.charter_to)],
-                |r| Ok(r.get::<_, String>(0)?),
+                "SELECT charter_from, charter_to FROM bookings WHERE yacht_id = $1 AND charter_to > $2",
+                &[s(b.yacht_id.as_str()), date(b.charter_from)],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
             )?;
-            if !taken.is_empty() {
-                return Err(StoreError::Conflict(crate::Conflict::BookingOverlap));
+            let new = (b.charter_from, b.charter_to);
+            let parse = |d: &str| {
+                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| StoreError::Corrupt(format!("booking date {d:?}")))
+            };
+            for (from, to) in stays {
+                if leadline_core::quote::nights_overlap((parse(&from)?, parse(&to)?), new) {
+                    return Err(StoreError::Conflict(crate::Conflict::BookingOverlap));
+                }
             }
             exec(
                 conn,
