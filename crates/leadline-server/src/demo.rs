@@ -140,6 +140,9 @@ async fn seed_fleet(store: &dyn Store, tenant: &leadline_core::tenant::Tenant) -
         let yacht = input.apply(None, &tenant.id, tenant.settings.currency, crate::clock::now())?;
         cs.push(Change::InsertYacht(yacht));
     }
-    store.commit(cs).await?;
+    // Seeded like any other write: with its audit entry, in one transaction.
+    let fx = Effects::system("demo", "yacht.create");
+    fx.set_tenant(&tenant.id);
+    fx.commit(store, cs, axum::http::StatusCode::CREATED, |_| ()).await?;
     Ok(())
 }

@@ -697,3 +697,45 @@ fn preflight(origin: Option<&str>) -> Response {
     );
     res
 }
+
+#[cfg(test)]
+mod one_path {
+    /// Every write of the server reaches the store through `Effects::commit`,
+    /// which adds the audit entry: no other module calls `Store::commit`, except
+    /// the janitor's quote expiry, which puts the expiry's own audit entry in the
+    /// change set (`maintenance::expiry_audit`).
+    #[test]
+    fn only_the_effects_commit_to_the_store() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("src").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let rel = path.strip_prefix(&root).expect("inside").display().to_string();
+                if rel == "effects.rs" {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("read");
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or("");
+                    if code.contains("store.commit(") || code.contains(".store.commit(") {
+                        let allowed =
+                            rel == "maintenance.rs" && text.contains("cs.push(Change::InsertAudit(expiry_audit(");
+                        if !allowed {
+                            offenders.push(format!("{rel}:{}", n + 1));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "writes that bypass Effects::commit: {offenders:?}"
+        );
+    }
+}
