@@ -241,7 +241,7 @@ pub struct MailLog {
     pub message_id: MsgId,
     /// The lead it concerns.
     pub lead_id: Option<LeadId>,
-    /// Template kind.
+    /// Which email: `lead_acknowledgement`, `lead_notification`, `quote` or `quote_accepted`.
     pub kind: String,
     /// Recipient (redacted in every API view).
     pub recipient: String,

@@ -24,7 +24,7 @@ impl Percent {
         (bp <= 10_000).then_some(Self(bp))
     }
 
-    /// Basis points.
+    /// The percentage in hundredths of a percent (`12.5` % is 1250).
     pub fn basis_points(self) -> u32 {
         self.0
     }

@@ -66,7 +66,7 @@ pub enum LineKind {
 /// One line of a quote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Line {
-    /// Kind.
+    /// What the line charges for (charter fee, extra, discount, VAT, APA, delivery).
     pub kind: LineKind,
     /// Shown to the client.
     pub label: String,

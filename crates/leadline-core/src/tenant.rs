@@ -364,7 +364,7 @@ pub struct Tenant {
     pub slug: String,
     /// `active` or `suspended`.
     pub status: TenantStatus,
-    /// Settings.
+    /// Emails, quotes, taxes, payment schedule, widget: see `GET /v1/settings`.
     pub settings: Settings,
     /// When it was created.
     pub created_at: DateTime<Utc>,

@@ -58,12 +58,12 @@ pub struct Extra {
     pub name: String,
     /// Price per unit.
     pub price: Money,
-    /// Unit.
+    /// How the price is counted: per charter, day, person, person and day, or week.
     pub unit: ExtraUnit,
     /// Always charged.
     #[serde(default)]
     pub mandatory: bool,
-    /// When paid.
+    /// Paid with the booking, at the base, or included in the fee.
     pub paid: ExtraPaid,
     /// Whether VAT applies to it.
     #[serde(default)]
@@ -99,7 +99,7 @@ pub struct Yacht {
     pub security_deposit: Option<Money>,
     /// Seasons.
     pub rates: Vec<RateBand>,
-    /// Extras.
+    /// Extras a quote may add (skipper, linen...), each with a unique code.
     pub extras: Vec<Extra>,
     /// When archived (`DELETE`); archived yachts cannot be quoted.
     pub archived_at: Option<DateTime<Utc>>,

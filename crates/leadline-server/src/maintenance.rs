@@ -54,7 +54,7 @@ pub struct Backup {
 /// What an action did.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Outcome {
-    /// The action.
+    /// The action run, as asked.
     pub action: String,
     /// Rows deleted, or 1 for a backup.
     pub affected: u64,

@@ -141,7 +141,7 @@ pub struct IdempotencyClaim {
     pub path: String,
     /// SHA-256 of the body, hex.
     pub fingerprint: String,
-    /// Now.
+    /// When the request is claimed (the lease and the expiry count from it).
     pub now: DateTime<Utc>,
     /// Until when the claim holds if its process dies (renewed while it runs).
     pub locked_until: DateTime<Utc>,
@@ -186,7 +186,7 @@ pub struct FoundClaim<'a> {
     pub locked_until: DateTime<Utc>,
     /// Its expiry.
     pub expires_at: DateTime<Utc>,
-    /// Its holder.
+    /// The instance holding the in-flight claim, if any.
     pub holder: Option<&'a str>,
 }
 

@@ -20,7 +20,7 @@ pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 /// `.go().await`: sends a request built for a test, which fails on a network
 /// error (the server under test is local: none is expected).
 pub trait Go {
-    /// Sends it.
+    /// Sends the request; panics on a network error.
     fn go(self) -> impl std::future::Future<Output = reqwest::Response> + Send;
 }
 
