@@ -3,9 +3,6 @@
 //! accepts PostgreSQL's `$1` placeholders, and both map our column types (TEXT
 //! timestamps in SQLite, `timestamptz` in PostgreSQL) through sqlx.
 
-// Each backend calls the part of these it needs (SQLite writes through rusqlite).
-#![allow(dead_code)]
-
 use super::{Db, This};
 use crate::StoreError;
 use crate::common::{
