@@ -135,6 +135,18 @@ pub fn is_id_shaped(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b.is_ascii_lowercase() && !b"ilou".contains(&b)))
 }
 
+/// When an id of ours was made (the millisecond its ULID carries), as
+/// milliseconds since the Unix epoch; `None` for a string that is not id-shaped.
+pub fn created_ms(id: &str) -> Option<u64> {
+    if !is_id_shaped(id) {
+        return None;
+    }
+    let (_, body) = id.split_once('_')?;
+    ulid::Ulid::from_string(&body.to_ascii_uppercase())
+        .ok()
+        .map(|u| u.timestamp_ms())
+}
+
 /// Monotonic ULIDs: within one millisecond the random part is incremented, so ids
 /// made by one process never go backwards.
 fn next_ulid() -> String {
@@ -149,6 +161,20 @@ fn next_ulid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_says_when_it_was_made() {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let id = LeadId::generate();
+        let made = created_ms(id.as_str()).map(u128::from).unwrap_or_default();
+        assert!(made >= before && made < before + 60_000, "{made} vs {before}");
+        assert_eq!(created_ms("lead_01jd6c8m2f0000000000000000"), Some(1_732_159_754_319));
+        assert_eq!(created_ms("lead_not-an-id"), None);
+        assert_eq!(created_ms("../../etc"), None);
+    }
 
     #[test]
     fn ids_round_trip_and_sort_by_time() {

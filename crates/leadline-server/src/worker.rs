@@ -150,6 +150,15 @@ impl Dispatcher {
             .filter_map(|r| r.retry_at.and_then(|t| (t - r.attempt.at).to_std().ok()))
             .filter(|d| *d < self.config.worker_poll)
             .min();
+        // A message recorded as sent is on disk: the files written for this batch
+        // are flushed first (one sync for all of them). When that fails they are
+        // not recorded; their leases run out and they are written again.
+        if reports.iter().any(|r| r.attempt.success)
+            && let Err(e) = self.mailer.flush().await
+        {
+            tracing::error!(messages = ids.len(), error = %e, "could not flush the email files; the deliveries will be retried");
+            return;
+        }
         match self.store.report_attempts(reports).await {
             Ok(done) => {
                 for (id, kept) in ids.iter().zip(done) {

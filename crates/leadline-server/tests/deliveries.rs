@@ -182,22 +182,45 @@ async fn emails_without_smtp_are_written_as_files(b: Backend) {
     let t = app.tenant("Aegean Blue").await;
     let lead = app.lead(&t, lead_body("maria@example.com")).await;
     let lead_id = lead["id"].as_str().expect("id").to_owned();
-    let dir = app.data_dir().join("mail").join(&lead_id);
     let files = eventually("an .eml file", || async {
-        let files: Vec<_> = std::fs::read_dir(&dir)
-            .ok()?
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-            .collect();
+        let files = app.lead_mail_files(&lead_id);
         (!files.is_empty()).then_some(files)
     })
     .await;
-    let text = std::fs::read_to_string(files[0].path()).expect("read");
+    let text = std::fs::read_to_string(&files[0]).expect("read");
     assert!(text.contains("To: maria@example.com"));
-    assert!(files[0].file_name().to_string_lossy().starts_with("msg_"));
+    let name = files[0].file_name().expect("name").to_string_lossy().into_owned();
     assert!(
-        files[0].path().parent().is_some_and(|p| p.ends_with(lead_id.as_str())),
-        "in the lead's folder"
+        name.starts_with(&format!("{lead_id}.msg_")) && name.ends_with(".eml"),
+        "{name}"
+    );
+    let day = files[0].parent().and_then(|p| p.file_name()).expect("folder");
+    assert_eq!(
+        day.to_string_lossy(),
+        lead["created_at"]
+            .as_str()
+            .and_then(|t| t.get(..10))
+            .expect("created_at"),
+        "in the folder of the lead's day"
+    );
+    // Recorded as sent only once the file system was flushed.
+    common::drain_outbox(&app).await;
+    let metrics = app
+        .admin(Method::GET, "/admin/metrics")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let syncs = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("leadline_mail_file_syncs_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        syncs >= 1.0,
+        "the mail folder was synced before the delivery was recorded"
     );
 }
 

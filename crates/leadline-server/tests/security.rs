@@ -327,9 +327,11 @@ async fn erasure_reaches_everything(b: Backend) {
     assert_eq!(res.status(), 201);
     let lead: Value = res.json().await.expect("json");
     let id = lead["id"].as_str().expect("id").to_owned();
-    let mail_dir = app.data_dir().join("mail").join(&id);
-    common::eventually("the lead's email files", || async {
-        std::fs::read_dir(&mail_dir).ok()?.flatten().next().map(|_| ())
+    // Another lead of the same day, whose files share the folder and stay.
+    let kept = app.lead(&t, lead_body("keep.me@example.com")).await;
+    let kept = kept["id"].as_str().expect("id").to_owned();
+    common::eventually("the leads' email files", || async {
+        (!app.lead_mail_files(&id).is_empty() && !app.lead_mail_files(&kept).is_empty()).then_some(())
     })
     .await;
     // The dispatcher has recorded its deliveries: nothing is in flight.
@@ -353,7 +355,12 @@ async fn erasure_reaches_everything(b: Backend) {
     let p = problem(res, 410).await;
     let text = p.to_string();
     assert!(!text.contains("erase.me") && !text.contains("Persephone"), "{text}");
-    assert!(!mail_dir.exists(), "the lead's .eml files are gone");
+    assert_eq!(
+        app.lead_mail_files(&id),
+        Vec::<std::path::PathBuf>::new(),
+        "the lead's .eml files are gone"
+    );
+    assert!(!app.lead_mail_files(&kept).is_empty(), "another lead's files stay");
 
     if b == Backend::Sqlite {
         let db = app.db_url();

@@ -16,6 +16,7 @@ use crate::cache::ReadCache;
 use crate::migrate::SQLITE;
 use crate::{Backend, Store};
 
+mod inline;
 mod write;
 mod writer;
 
@@ -83,6 +84,7 @@ const SQLITE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migratio
 pub struct SqliteStore {
     writer: Writer,
     readers: sqlx::SqlitePool,
+    inline: inline::InlineReaders,
     backup_opts: SqliteConnectOptions,
     cache: ReadCache,
 }
@@ -122,9 +124,11 @@ impl SqliteStore {
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_lazy_with(opts.clone().read_only(true));
+        let inline = inline::InlineReaders::new(opts.get_filename().to_path_buf());
         Ok(Self {
             writer,
             readers,
+            inline,
             backup_opts,
             cache: ReadCache::new(),
         })
@@ -135,53 +139,23 @@ impl SqliteStore {
     /// so claiming is a read; the record is written once, with the outcome
     /// (`IdempotentResponse::record`). One writer job per request instead of two.
     async fn claim_by_reading(&self, c: &IdempotencyClaim) -> crate::Result<ClaimOutcome> {
-        use sqlx::Row;
-        let row = sqlx::query(
-            "SELECT method, path, fingerprint, state, locked_until, expires_at, response_status, \
-             response_content_type, response_location, response_body, holder FROM idempotency_keys \
-             WHERE scope = $1 AND key = $2",
-        )
-        .bind(&c.scope)
-        .bind(&c.key)
-        .fetch_optional(&self.readers)
-        .await?;
-        let Some(row) = row else {
-            return Ok(ClaimOutcome::Claimed);
+        let found = match self.inline.read(|conn| write::read_claim(conn, c)) {
+            Ok(found) => found,
+            // A reader that would have to wait (a WAL being recovered): through
+            // the pool, whose threads may wait.
+            Err(e) => {
+                tracing::debug!(error = %e, "an inline read failed; reading through the pool");
+                let c2 = c.clone();
+                self.inline
+                    .read_patiently(move |conn| write::read_claim(conn, &c2))
+                    .await?
+            }
         };
-        let same = row.try_get::<String, _>("method")? == c.method
-            && row.try_get::<String, _>("path")? == c.path
-            && row.try_get::<String, _>("fingerprint")? == c.fingerprint;
-        let state: String = row.try_get("state")?;
-        let holder: Option<String> = row.try_get("holder")?;
-        let found = crate::FoundClaim {
-            same,
-            in_flight: state == "in_flight",
-            locked_until: row.try_get("locked_until")?,
-            expires_at: row.try_get("expires_at")?,
-            holder: holder.as_deref(),
-        };
-        if c.may_take_over(&found) {
-            return Ok(ClaimOutcome::Claimed);
+        match found {
+            None => Ok(ClaimOutcome::Claimed),
+            Some(f) if c.may_take_over(&f.as_found()) => Ok(ClaimOutcome::Claimed),
+            Some(f) => f.outcome(c),
         }
-        if !same {
-            return Ok(ClaimOutcome::Mismatch);
-        }
-        if found.in_flight {
-            return Ok(ClaimOutcome::InFlight);
-        }
-        let status: i64 = row
-            .try_get::<Option<i64>, _>("response_status")?
-            .ok_or_else(|| StoreError::Corrupt("idempotent status".into()))?;
-        Ok(ClaimOutcome::Done(leadline_core::change::IdempotentResponse {
-            scope: c.scope.clone(),
-            key: c.key.clone(),
-            status: u16::try_from(status).map_err(|_| StoreError::Corrupt("idempotent status".into()))?,
-            content_type: row.try_get("response_content_type")?,
-            location: row.try_get("response_location")?,
-            body: row.try_get::<Option<Vec<u8>>, _>("response_body")?.unwrap_or_default(),
-            holder: None,
-            record: None,
-        }))
     }
 
     /// The writer's counters (batches and jobs committed, jobs refused).

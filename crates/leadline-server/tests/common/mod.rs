@@ -108,6 +108,24 @@ impl TestApp {
         &self.data_dir
     }
 
+    /// The `.eml` files written for a lead (`mail/<day>/<lead_id>.<msg_id>.eml`).
+    pub fn lead_mail_files(&self, lead_id: &str) -> Vec<std::path::PathBuf> {
+        let prefix = format!("{lead_id}.");
+        let Ok(days) = std::fs::read_dir(self.data_dir.join("mail")) else {
+            return Vec::new();
+        };
+        let mut files: Vec<_> = days
+            .flatten()
+            .filter(|d| d.path().is_dir())
+            .filter_map(|d| std::fs::read_dir(d.path()).ok())
+            .flat_map(|d| d.flatten())
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+            .collect();
+        files.sort();
+        files
+    }
+
     pub fn db_url(&self) -> String {
         self.db.url.clone()
     }

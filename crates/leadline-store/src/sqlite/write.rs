@@ -708,25 +708,83 @@ pub(crate) fn claim(conn: &Connection, c: &IdempotencyClaim) -> Result<ClaimOutc
     if inserted == 1 {
         return Ok(ClaimOutcome::Claimed);
     }
-    struct Found {
-        same: bool,
-        state: String,
-        locked_until: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-        status: Option<i64>,
-        content_type: Option<String>,
-        location: Option<String>,
-        body: Option<Vec<u8>>,
-        holder: Option<String>,
+    let Some(f) = read_claim(conn, c)? else {
+        return Ok(ClaimOutcome::InFlight);
+    };
+    if c.may_take_over(&f.as_found()) {
+        exec(
+            conn,
+            "UPDATE idempotency_keys SET method = $3, path = $4, fingerprint = $5, state = 'in_flight', \
+             locked_until = $6, created_at = $7, expires_at = $8, holder = $9, response_status = NULL, \
+             response_content_type = NULL, response_location = NULL, response_body = NULL \
+             WHERE scope = $1 AND key = $2",
+            &args,
+        )?;
+        return Ok(ClaimOutcome::Claimed);
     }
+    f.outcome(c)
+}
+
+/// A claim's record as read.
+pub(crate) struct ClaimRecord {
+    same: bool,
+    state: String,
+    locked_until: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    status: Option<i64>,
+    content_type: Option<String>,
+    location: Option<String>,
+    body: Option<Vec<u8>>,
+    holder: Option<String>,
+}
+
+impl ClaimRecord {
+    pub(crate) fn as_found(&self) -> crate::FoundClaim<'_> {
+        crate::FoundClaim {
+            same: self.same,
+            in_flight: self.state == "in_flight",
+            locked_until: self.locked_until,
+            expires_at: self.expires_at,
+            holder: self.holder.as_deref(),
+        }
+    }
+
+    /// What a claim that may not take the record over hears.
+    pub(crate) fn outcome(self, c: &IdempotencyClaim) -> Result<ClaimOutcome> {
+        if !self.same {
+            return Ok(ClaimOutcome::Mismatch);
+        }
+        if self.state == "in_flight" {
+            return Ok(ClaimOutcome::InFlight);
+        }
+        let status = self
+            .status
+            .and_then(|s| u16::try_from(s).ok())
+            .ok_or_else(|| StoreError::Corrupt("idempotent status".into()))?;
+        Ok(ClaimOutcome::Done(IdempotentResponse {
+            scope: c.scope.clone(),
+            key: c.key.clone(),
+            status,
+            content_type: self.content_type,
+            location: self.location,
+            body: self.body.unwrap_or_default(),
+            holder: None,
+            record: None,
+        }))
+    }
+}
+
+/// The record under a claim's scope and key, if there is one (on any connection:
+/// the writer's, or a reader's).
+pub(crate) fn read_claim(conn: &Connection, c: &IdempotencyClaim) -> Result<Option<ClaimRecord>> {
     let found = query(
         conn,
         "SELECT method, path, fingerprint, state, locked_until, expires_at, response_status, \
          response_content_type, response_location, response_body, holder FROM idempotency_keys \
          WHERE scope = $1 AND key = $2",
-        &args[..2],
+        &[s(&c.scope), s(&c.key)],
         |r| {
-            Ok(Found {
+            Ok(ClaimRecord {
                 same: r.get::<_, String>("method")? == c.method
                     && r.get::<_, String>("path")? == c.path
                     && r.get::<_, String>("fingerprint")? == c.fingerprint,
@@ -741,47 +799,7 @@ pub(crate) fn claim(conn: &Connection, c: &IdempotencyClaim) -> Result<ClaimOutc
             })
         },
     )?;
-    let Some(f) = found.into_iter().next() else {
-        return Ok(ClaimOutcome::InFlight);
-    };
-    let take_over = c.may_take_over(&crate::FoundClaim {
-        same: f.same,
-        in_flight: f.state == "in_flight",
-        locked_until: f.locked_until,
-        expires_at: f.expires_at,
-        holder: f.holder.as_deref(),
-    });
-    if take_over {
-        exec(
-            conn,
-            "UPDATE idempotency_keys SET method = $3, path = $4, fingerprint = $5, state = 'in_flight', \
-             locked_until = $6, created_at = $7, expires_at = $8, holder = $9, response_status = NULL, \
-             response_content_type = NULL, response_location = NULL, response_body = NULL \
-             WHERE scope = $1 AND key = $2",
-            &args,
-        )?;
-        return Ok(ClaimOutcome::Claimed);
-    }
-    if !f.same {
-        return Ok(ClaimOutcome::Mismatch);
-    }
-    if f.state == "in_flight" {
-        return Ok(ClaimOutcome::InFlight);
-    }
-    let status = f
-        .status
-        .and_then(|s| u16::try_from(s).ok())
-        .ok_or_else(|| StoreError::Corrupt("idempotent status".into()))?;
-    Ok(ClaimOutcome::Done(IdempotentResponse {
-        scope: c.scope.clone(),
-        key: c.key.clone(),
-        status,
-        content_type: f.content_type,
-        location: f.location,
-        body: f.body.unwrap_or_default(),
-        holder: None,
-        record: None,
-    }))
+    Ok(found.into_iter().next())
 }
 
 /// Extends the leases of in-flight claims still held by their holders.
