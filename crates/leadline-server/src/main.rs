@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// mimalloc instead of the C library's allocator: the intake allocates and frees
+/// many small buffers on several threads (measured in BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // Everything Leadline creates (data directory, database, backups, emails)
