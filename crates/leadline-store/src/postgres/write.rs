@@ -90,7 +90,9 @@ pub(super) async fn claim_due_in(
 
 /// Records an attempt inside the caller's transaction (see `Store::report_attempt`).
 pub(super) async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) -> crate::Result<bool> {
-    let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1{lock}");
+    // The lease first; the whole message (its payload parsed) only when a dead
+    // letter or a disabled endpoint needs it, not for every delivery.
+    let sql = format!("SELECT status, locked_by FROM outbox WHERE id = $1{lock}");
     let Some(row) = sqlx::query(&sql)
         .bind(rep.message_id.as_str())
         .fetch_optional(&mut *conn)
@@ -98,17 +100,26 @@ pub(super) async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) 
     else {
         return Ok(false);
     };
-    let msg = message_from_row(&row)?;
-    if msg.status != MessageStatus::Pending || msg.locked_by.as_deref() != Some(rep.worker.as_str()) {
+    let status: String = row.try_get("status")?;
+    let locked_by: Option<String> = row.try_get("locked_by")?;
+    if MessageStatus::from_db(&status) != Some(MessageStatus::Pending)
+        || locked_by.as_deref() != Some(rep.worker.as_str())
+    {
         return Ok(false);
+    }
+    let id = rep.message_id.as_str();
+    async fn full(conn: &mut Conn, id: &str) -> crate::Result<OutboxMessage> {
+        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_one(&mut *conn).await?;
+        message_from_row(&row)
     }
     let a = &rep.attempt;
     sqlx::query(
         "INSERT INTO delivery_attempts (id, message_id, attempt, at, success, code, detail, latency_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(format!("{}-{}", msg.id, ulid_text()))
-    .bind(msg.id.as_str())
+    .bind(format!("{id}-{}", ulid_text()))
+    .bind(id)
     .bind(i64::from(a.attempt))
     .bind(a.at)
     .bind(a.success)
@@ -125,7 +136,7 @@ pub(super) async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) 
         "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
          locked_by = NULL, locked_until = NULL, last_error = $5, updated_at = $6 WHERE id = $1",
     )
-    .bind(msg.id.as_str())
+    .bind(id)
     .bind(status)
     .bind(attempts)
     .bind(rep.retry_at)
@@ -136,7 +147,7 @@ pub(super) async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) 
     sqlx::query(
         "UPDATE mail_logs SET status = $2, attempts = $3, last_error = $4, updated_at = $5 WHERE message_id = $1",
     )
-    .bind(msg.id.as_str())
+    .bind(id)
     .bind(mail_status)
     .bind(attempts)
     .bind(&last_error)
@@ -144,6 +155,7 @@ pub(super) async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) 
     .execute(&mut *conn)
     .await?;
     if status == "dead" {
+        let msg = full(conn, id).await?;
         let rows = sqlx::query(
             "SELECT attempt, at, success, code, detail, latency_ms FROM delivery_attempts \
              WHERE message_id = $1 ORDER BY at, attempt",
@@ -183,7 +195,7 @@ pub(super) async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) 
         .await?;
     }
     if rep.disable_endpoint
-        && let Payload::Webhook(w) = &msg.payload
+        && let Payload::Webhook(w) = &full(conn, id).await?.payload
     {
         sqlx::query(
             "UPDATE webhook_endpoints SET enabled = $2, disabled_reason = $3, updated_at = $4, \

@@ -872,22 +872,38 @@ pub(crate) fn claim_due(
 
 /// Records an attempt and its consequences, if `rep.worker` still holds the message.
 pub(crate) fn report(conn: &Connection, rep: &AttemptReport) -> Result<bool> {
-    let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
-    let found = query(conn, &sql, &[s(rep.message_id.as_str())], message_from_row)?;
-    let Some(msg) = found.into_iter().next() else {
-        return Ok(false);
-    };
-    if msg.status != MessageStatus::Pending || msg.locked_by.as_deref() != Some(rep.worker.as_str()) {
+    // The lease first; the whole message (its payload parsed) only when a dead
+    // letter or a disabled endpoint needs it, not for every delivery.
+    let held = query(
+        conn,
+        "SELECT status, locked_by FROM outbox WHERE id = $1",
+        &[s(rep.message_id.as_str())],
+        |r| {
+            let status: String = r.get(0)?;
+            let locked_by: Option<String> = r.get(1)?;
+            Ok(MessageStatus::from_db(&status) == Some(MessageStatus::Pending)
+                && locked_by.as_deref() == Some(rep.worker.as_str()))
+        },
+    )?;
+    if held.first() != Some(&true) {
         return Ok(false);
     }
+    let id = rep.message_id.as_str();
+    let full = |conn: &Connection| -> Result<OutboxMessage> {
+        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
+        query(conn, &sql, &[s(id)], message_from_row)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("a reported message vanished".into()))
+    };
     let a = &rep.attempt;
     exec(
         conn,
         "INSERT INTO delivery_attempts (id, message_id, attempt, at, success, code, detail, latency_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
-            s(&format!("{}-{}", msg.id, &MsgId::generate().as_str()[4..])),
-            s(msg.id.as_str()),
+            s(&format!("{id}-{}", &MsgId::generate().as_str()[4..])),
+            s(id),
             int(i64::from(a.attempt)),
             ts(a.at),
             flag(a.success),
@@ -904,7 +920,7 @@ pub(crate) fn report(conn: &Connection, rep: &AttemptReport) -> Result<bool> {
         "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
          locked_by = NULL, locked_until = NULL, last_error = $5, updated_at = $6 WHERE id = $1",
         &[
-            s(msg.id.as_str()),
+            s(id),
             s(status),
             int(i64::from(a.attempt)),
             ots(rep.retry_at),
@@ -916,7 +932,7 @@ pub(crate) fn report(conn: &Connection, rep: &AttemptReport) -> Result<bool> {
         conn,
         "UPDATE mail_logs SET status = $2, attempts = $3, last_error = $4, updated_at = $5 WHERE message_id = $1",
         &[
-            s(msg.id.as_str()),
+            s(id),
             s(mail_status),
             int(i64::from(a.attempt)),
             os(last_error),
@@ -924,11 +940,12 @@ pub(crate) fn report(conn: &Connection, rep: &AttemptReport) -> Result<bool> {
         ],
     )?;
     if status == "dead" {
+        let msg = full(conn)?;
         let history = query(
             conn,
             "SELECT attempt, at, success, code, detail, latency_ms FROM delivery_attempts \
              WHERE message_id = $1 ORDER BY at, attempt",
-            &[s(msg.id.as_str())],
+            &[s(id)],
             |r| {
                 Ok(Attempt {
                     attempt: u32::try_from(r.get::<_, i64>("attempt")?).unwrap_or(0),
@@ -947,7 +964,7 @@ pub(crate) fn report(conn: &Connection, rep: &AttemptReport) -> Result<bool> {
             &[
                 s(DeadLetterId::generate().as_str()),
                 s(msg.tenant_id.as_str()),
-                s(msg.id.as_str()),
+                s(id),
                 s(msg.kind.as_str()),
                 os(msg.lead_id.as_ref().map(|l| l.as_str())),
                 json(&msg.payload)?,
@@ -958,7 +975,7 @@ pub(crate) fn report(conn: &Connection, rep: &AttemptReport) -> Result<bool> {
         )?;
     }
     if rep.disable_endpoint
-        && let Payload::Webhook(w) = &msg.payload
+        && let Payload::Webhook(w) = &full(conn)?.payload
     {
         exec(
             conn,
