@@ -255,7 +255,29 @@ pub enum Mailer {
     /// A real SMTP server.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     /// `.eml` files in a folder (the embedded default: nothing is lost).
-    Files(PathBuf),
+    Files(std::sync::Arc<FileMail>),
+}
+
+/// The file transport's folder, and its flushes (see [`Mailer::flush`]).
+pub struct FileMail {
+    dir: PathBuf,
+    /// Flushes asked for so far (a ticket each).
+    asked: std::sync::atomic::AtomicU64,
+    /// The last ticket known durable: every flush asked for up to it is done.
+    durable: tokio::sync::Mutex<u64>,
+    /// Syncs made.
+    syncs: std::sync::atomic::AtomicU64,
+}
+
+impl FileMail {
+    fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            asked: std::sync::atomic::AtomicU64::new(0),
+            durable: tokio::sync::Mutex::new(0),
+            syncs: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 impl Mailer {
@@ -269,7 +291,9 @@ impl Mailer {
                     .build();
                 Ok(Self::Smtp(t))
             }
-            None => Ok(Self::Files(config.data_dir.join("mail"))),
+            None => Ok(Self::Files(std::sync::Arc::new(FileMail::new(
+                config.data_dir.join("mail"),
+            )))),
         }
     }
 
@@ -325,8 +349,8 @@ impl Mailer {
                     detail: short(&e.to_string()),
                 }),
             },
-            Self::Files(dir) => {
-                let (dir, name) = file_place(dir, msg_id, lead);
+            Self::Files(files) => {
+                let (dir, name) = file_place(&files.dir, msg_id, lead);
                 let bytes = message.formatted();
                 tokio::task::spawn_blocking(move || write_file(&dir, &name, &bytes))
                     .await
@@ -343,14 +367,28 @@ impl Mailer {
 
     /// Makes the messages written as files so far durable: called before their
     /// deliveries are recorded, so a message recorded as sent is on disk. One
-    /// `syncfs` of the mail folder's file system per batch, not an fsync per file.
+    /// `syncfs` of the mail folder's file system covers every file written before
+    /// it began, so concurrent callers share one: a caller waits for the sync
+    /// under way, and returns without another when that one began after it asked.
     /// Nothing to do for SMTP (the server's answer is the acknowledgement).
     pub async fn flush(&self) -> std::io::Result<()> {
-        let Self::Files(dir) = self else { return Ok(()) };
-        let dir = dir.clone();
+        use std::sync::atomic::Ordering;
+        let Self::Files(files) = self else { return Ok(()) };
+        let ticket = files.asked.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut durable = files.durable.lock().await;
+        if *durable >= ticket {
+            return Ok(());
+        }
+        // Every ticket issued by now was issued after its files were written, so
+        // this sync, begun after, makes them all durable.
+        let covers = files.asked.load(Ordering::Acquire);
+        let dir = files.dir.clone();
         tokio::task::spawn_blocking(move || sync_folder(&dir))
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        *durable = covers;
+        files.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -458,6 +496,29 @@ pub fn short(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_flushes_share_syncs() {
+        use std::sync::atomic::Ordering;
+        let tmp = tempfile::tempdir().expect("tmp");
+        use super::{FileMail, Mailer};
+        let files = std::sync::Arc::new(FileMail::new(tmp.path().join("mail")));
+        std::fs::create_dir_all(tmp.path().join("mail")).expect("mkdir");
+        let mailer = Mailer::Files(files.clone());
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let m = mailer.clone();
+            set.spawn(async move { m.flush().await });
+        }
+        while let Some(r) = set.join_next().await {
+            r.expect("join").expect("flush");
+        }
+        let shared = files.syncs.load(Ordering::Relaxed);
+        assert!((1..50).contains(&shared), "{shared} syncs for 50 concurrent flushes");
+        // A flush asked for after those returned makes a sync of its own.
+        mailer.flush().await.expect("flush");
+        assert_eq!(files.syncs.load(Ordering::Relaxed), shared + 1);
+    }
+
     #[test]
     fn header_text_is_one_plain_line() {
         assert_eq!(
