@@ -267,6 +267,8 @@ pub struct FileMail {
     durable: tokio::sync::Mutex<u64>,
     /// Syncs made.
     syncs: std::sync::atomic::AtomicU64,
+    /// Folders with files renamed into them since the last flush.
+    dirty: std::sync::Mutex<std::collections::BTreeSet<PathBuf>>,
 }
 
 impl FileMail {
@@ -276,6 +278,7 @@ impl FileMail {
             asked: std::sync::atomic::AtomicU64::new(0),
             durable: tokio::sync::Mutex::new(0),
             syncs: std::sync::atomic::AtomicU64::new(0),
+            dirty: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 }
@@ -352,7 +355,8 @@ impl Mailer {
             Self::Files(files) => {
                 let (dir, name) = file_place(&files.dir, msg_id, lead);
                 let bytes = message.formatted();
-                tokio::task::spawn_blocking(move || write_file(&dir, &name, &bytes))
+                let folder = dir.clone();
+                let written = tokio::task::spawn_blocking(move || write_file(&dir, &name, &bytes))
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))
                     .and_then(|r| r)
@@ -360,17 +364,27 @@ impl Mailer {
                         permanent: false,
                         code: None,
                         detail: short(&e.to_string()),
-                    })
+                    })?;
+                files
+                    .dirty
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(folder);
+                Ok(written)
             }
         }
     }
 
     /// Makes the messages written as files so far durable: called before their
-    /// deliveries are recorded, so a message recorded as sent is on disk. One
-    /// `syncfs` of the mail folder's file system covers every file written before
-    /// it began, so concurrent callers share one: a caller waits for the sync
-    /// under way, and returns without another when that one began after it asked.
-    /// Nothing to do for SMTP (the server's answer is the acknowledgement).
+    /// deliveries are recorded, so a message recorded as sent is on disk. Each
+    /// file's data was synced when it was written; this syncs the folders their
+    /// names were renamed into (and the mail folder, which holds the day
+    /// folders), once for every file written before it began, so concurrent
+    /// callers share one: a caller waits for the sync under way, and returns
+    /// without another when that one began after it asked. Only Leadline's own
+    /// files are synced (a `syncfs` would also write out every other program's
+    /// data on the file system, unbounded). Nothing to do for SMTP (the server's
+    /// answer is the acknowledgement).
     pub async fn flush(&self) -> std::io::Result<()> {
         use std::sync::atomic::Ordering;
         let Self::Files(files) = self else { return Ok(()) };
@@ -379,15 +393,28 @@ impl Mailer {
         if *durable >= ticket {
             return Ok(());
         }
-        // Every ticket issued by now was issued after its files were written, so
-        // this sync, begun after, makes them all durable.
+        // Every ticket issued by now was issued after its file was written and
+        // its folder noted, so syncing the folders noted by now covers them all.
         let covers = files.asked.load(Ordering::Acquire);
-        let dir = files.dir.clone();
-        tokio::task::spawn_blocking(move || sync_folder(&dir))
+        let folders = std::mem::take(&mut *files.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let mut dirs: Vec<PathBuf> = folders.iter().cloned().collect();
+        dirs.push(files.dir.clone());
+        let synced = tokio::task::spawn_blocking(move || sync_folders(&dirs))
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r);
+        if let Err(e) = synced {
+            // Synced again by the next flush.
+            files
+                .dirty
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(folders);
+            return Err(e);
+        }
         *durable = covers;
         files.syncs.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("leadline_mail_file_syncs_total").increment(1);
         Ok(())
     }
 }
@@ -411,40 +438,31 @@ fn lead_day(lead_id: &str) -> Option<String> {
     Some(at.format("%Y-%m-%d").to_string())
 }
 
-/// Writes a message file whole or not at all: a temporary file renamed into place.
-/// Durable once [`Mailer::flush`] returns.
+/// Writes a message file whole or not at all: a temporary file, its data synced,
+/// renamed into place. The name is durable once [`Mailer::flush`] returns.
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<String> {
+    use std::io::Write;
     std::fs::create_dir_all(dir)?;
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes)?;
-    #[cfg(not(target_os = "linux"))]
-    std::fs::File::open(&tmp)?.sync_all()?;
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    drop(file);
     std::fs::rename(&tmp, &path)?;
     Ok(format!("written to {}", path.display()))
 }
 
-/// Flushes the file system that holds `dir` (Linux: `syncfs`); elsewhere each
-/// file was synced when written and the folders are synced here.
-fn sync_folder(dir: &Path) -> std::io::Result<()> {
-    let folder = match std::fs::File::open(dir) {
-        Ok(f) => f,
-        // No message was ever written: nothing to flush.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    #[cfg(target_os = "linux")]
-    rustix::fs::syncfs(&folder)?;
-    #[cfg(not(target_os = "linux"))]
-    {
-        folder.sync_all()?;
-        for entry in std::fs::read_dir(dir)?.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                std::fs::File::open(entry.path())?.sync_all()?;
-            }
+/// Syncs folders (their entries: the renames made into them); a folder that
+/// does not exist (no message was ever written) has nothing to sync.
+fn sync_folders(dirs: &[PathBuf]) -> std::io::Result<()> {
+    for dir in dirs {
+        match std::fs::File::open(dir) {
+            Ok(f) => f.sync_all()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
-    metrics::counter!("leadline_mail_file_syncs_total").increment(1);
     Ok(())
 }
 
