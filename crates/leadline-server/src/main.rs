@@ -7,26 +7,8 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> std::process::ExitCode {
-    // Blocking threads write email files and flush them; a few are enough, and
-    // each idle one holds allocator memory (tokio's default allows 512).
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(MAX_BLOCKING_THREADS)
-        .build();
-    match runtime {
-        Ok(rt) => rt.block_on(run()),
-        Err(e) => {
-            eprintln!("leadline: cannot start the runtime: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-/// Threads for blocking work (file writes and syncs), beside the workers.
-const MAX_BLOCKING_THREADS: usize = 16;
-
-async fn run() -> std::process::ExitCode {
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
     // Everything Leadline creates (data directory, database, backups, emails)
     // holds secrets and personal data: owner only, whatever umask it inherits.
     #[cfg(unix)]
