@@ -269,7 +269,14 @@ pub struct FileMail {
     syncs: std::sync::atomic::AtomicU64,
     /// Folders with files renamed into them since the last flush.
     dirty: std::sync::Mutex<std::collections::BTreeSet<PathBuf>>,
+    /// Files being written at once: each write waits for its `fdatasync` on a
+    /// blocking thread, and unbounded they took hundreds of threads (each with
+    /// its allocator heap) from the runtime's pool, which name lookups share.
+    writing: tokio::sync::Semaphore,
 }
+
+/// Email files written at once.
+const FILE_WRITERS: usize = 32;
 
 impl FileMail {
     fn new(dir: PathBuf) -> Self {
@@ -279,6 +286,7 @@ impl FileMail {
             durable: tokio::sync::Mutex::new(0),
             syncs: std::sync::atomic::AtomicU64::new(0),
             dirty: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            writing: tokio::sync::Semaphore::new(FILE_WRITERS),
         }
     }
 }
@@ -356,6 +364,16 @@ impl Mailer {
                 let (dir, name) = file_place(&files.dir, msg_id, lead);
                 let bytes = message.formatted();
                 let folder = dir.clone();
+                let _turn = files
+                    .writing
+                    .acquire()
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .map_err(|e| SendError {
+                        permanent: false,
+                        code: None,
+                        detail: short(&e.to_string()),
+                    })?;
                 let written = tokio::task::spawn_blocking(move || write_file(&dir, &name, &bytes))
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))
