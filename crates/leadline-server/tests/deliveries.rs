@@ -203,21 +203,9 @@ async fn emails_without_smtp_are_written_as_files(b: Backend) {
             .expect("created_at"),
         "in the folder of the lead's day"
     );
-    // Recorded as sent only once the file system was flushed.
+    // Recorded as sent only once the files were flushed.
     common::drain_outbox(&app).await;
-    let metrics = app
-        .admin(Method::GET, "/admin/metrics")
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let syncs = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("leadline_mail_file_syncs_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let syncs = app.metric("leadline_mail_file_syncs_total").await;
     assert!(
         syncs >= 1.0,
         "the mail folder was synced before the delivery was recorded"

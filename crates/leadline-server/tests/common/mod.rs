@@ -155,6 +155,23 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// The value of an unlabelled metric sample, 0 when absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .admin(Method::GET, "/admin/metrics")
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let prefix = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    }
+
     pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
         self.client
             .request(method, self.url(path))
