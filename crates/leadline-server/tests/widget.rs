@@ -92,19 +92,11 @@ async fn widget_settings_and_config(b: Backend) {
 }
 
 async fn rejected(app: &TestApp, reason: &str) -> u64 {
-    let text = app
-        .admin(Method::GET, "/admin/metrics")
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let prefix = format!("leadline_leads_rejected_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    let n = app
+        .metric(&format!("leadline_leads_rejected_total{{reason=\"{reason}\"}}"))
+        .await;
+    // A counter: a whole number.
+    n as u64
 }
 
 async fn spam_is_answered_like_success_and_dropped(b: Backend) {
