@@ -59,6 +59,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "claim_holder",
         sql: include_str!("../migrations/sqlite/0007_claim_holder.sql"),
     },
+    Migration {
+        version: 8,
+        name: "outbox_status_check",
+        sql: include_str!("../migrations/sqlite/0008_outbox_status_check.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations.
