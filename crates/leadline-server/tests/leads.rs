@@ -50,10 +50,30 @@ async fn capture_stores_every_field(b: Backend) {
 async fn duplicates_are_marked_not_refused(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.tenant("Aegean Blue").await;
+    let res = app
+        .with_key(Method::POST, "/v1/webhook-endpoints", &t.sk)
+        .json(&json!({"url": "http://127.0.0.1:9/hook", "events": ["lead.created"]}))
+        .go()
+        .await;
+    assert_eq!(res.status(), 201);
     let first = app.lead(&t, lead_body("maria@example.com")).await;
     // Same email in another case, same dates: a duplicate of the first.
     let second = app.lead(&t, lead_body("MARIA@example.com")).await;
     assert_eq!(second["duplicate_of"], first["id"]);
+    // Each has its `lead.created` event, whose data is the lead as answered.
+    for lead in [&first, &second] {
+        let id = lead["id"].as_str().expect("id");
+        let payloads = app
+            .raw_text(&format!(
+                "SELECT CAST(payload AS TEXT) FROM outbox WHERE kind = 'webhook' AND lead_id = '{id}'"
+            ))
+            .await;
+        assert_eq!(payloads.len(), 1, "{payloads:?}");
+        let payload: Value = serde_json::from_str(&payloads[0]).expect("payload");
+        let event: Value = serde_json::from_str(payload["body"].as_str().expect("body")).expect("event");
+        assert_eq!(event["type"], "lead.created");
+        assert_eq!(&event["data"], lead);
+    }
     // Other dates: not a duplicate.
     let mut other = lead_body("maria@example.com");
     other["charter_to"] = json!((chrono::Utc::now().date_naive() + chrono::Duration::days(380)).to_string());

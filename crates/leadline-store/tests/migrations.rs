@@ -1,7 +1,7 @@
 //! Migrations that reshape a table keep its rows and its rules.
 
-use leadline_store::testing::TestDb;
 use leadline_store::Backend;
+use leadline_store::testing::TestDb;
 use sqlx::Row;
 
 /// SQLite's migrations up to version 7, as a database made by an earlier release has them.
@@ -51,7 +51,12 @@ async fn sqlite_outbox_rebuild_keeps_rows_indexes_and_the_status_rule() {
     .execute(&pool)
     .await
     .expect("history and a tenant");
-    for (id, status) in [("m1", "pending"), ("m2", "delivered"), ("m3", "dead"), ("m4", "cancelled")] {
+    for (id, status) in [
+        ("m1", "pending"),
+        ("m2", "delivered"),
+        ("m3", "dead"),
+        ("m4", "cancelled"),
+    ] {
         sqlx::raw_sql(&outbox_row(id, status))
             .execute(&pool)
             .await
@@ -86,11 +91,12 @@ async fn sqlite_outbox_rebuild_keeps_rows_indexes_and_the_status_rule() {
         .await
         .expect("version");
     assert_eq!(version, 8);
-    let mut indexes: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox' AND sql IS NOT NULL")
-            .fetch_all(&pool)
-            .await
-            .expect("indexes");
+    let mut indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox' AND sql IS NOT NULL",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("indexes");
     indexes.sort();
     assert_eq!(indexes, ["outbox_by_endpoint", "outbox_by_lead", "outbox_due"]);
     let sql: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
@@ -103,7 +109,12 @@ async fn sqlite_outbox_rebuild_keeps_rows_indexes_and_the_status_rule() {
         refused.as_ref().is_err_and(|e| e.to_string().contains("CHECK")),
         "{refused:?}"
     );
-    for (id, status) in [("m6", "pending"), ("m7", "delivered"), ("m8", "dead"), ("m9", "cancelled")] {
+    for (id, status) in [
+        ("m6", "pending"),
+        ("m7", "delivered"),
+        ("m8", "dead"),
+        ("m9", "cancelled"),
+    ] {
         sqlx::raw_sql(&outbox_row(id, status))
             .execute(&pool)
             .await

@@ -66,10 +66,10 @@ pub async fn capture(fx: &Effects, s: &AppState, tenant: &Tenant, req: NewLeadRe
     };
     // Every template is rendered here, outside the transaction: the emails of a
     // first lead and those of a duplicate (no second acknowledgement); inside,
-    // the transaction only chooses, and builds the webhook JSON of a duplicate.
+    // the transaction only chooses, and builds the webhook JSON of a duplicate
+    // (only then: a first lead is made JSON for its event here and for its answer).
     let first_notifications = events::lead_created(&tenant, &lead, &endpoints, now).map_err(ApiError::internal)?;
     let duplicate_emails = events::lead_emails(&tenant, &lead, true, now);
-    let lead_json = serde_json::to_value(&lead).map_err(ApiError::internal)?;
     let lead = fx
         .commit_then(
             s.store.as_ref(),
@@ -80,17 +80,13 @@ pub async fn capture(fx: &Effects, s: &AppState, tenant: &Tenant, req: NewLeadRe
                 Some((_, first)) => {
                     let mut lead = lead;
                     lead.duplicate_of = Some(first.clone());
-                    let mut data = lead_json;
-                    data["duplicate_of"] = serde_json::Value::String(first.to_string());
                     let mut notifications = duplicate_emails;
-                    notifications.extend(events::webhook_value(
-                        &tenant.id,
-                        Some(&lead.id),
-                        &endpoints,
-                        "lead.created",
-                        data,
-                        now,
-                    ));
+                    // A lead is plain data: making it JSON does not fail (the
+                    // first lead's event above was made the same way).
+                    match events::webhook(&tenant.id, Some(&lead.id), &endpoints, "lead.created", &lead, now) {
+                        Ok(e) => notifications.extend(e),
+                        Err(e) => tracing::error!(error = %e, "a duplicate lead's event could not be made"),
+                    }
                     (lead, notifications)
                 }
             },
