@@ -164,12 +164,13 @@ impl Application {
                 .map_err(StartError::Redis)?,
             None => rate_limits,
         };
+        let outbox = crate::worker::Handoff::new(&config);
         let state = AppState {
             store,
             config: Arc::new(config),
             admin_key_hash: sha2_digest(admin.expose_secret().as_bytes()),
             rate_limits,
-            outbox: Arc::new(tokio::sync::Notify::new()),
+            outbox,
             claims: crate::claims::Claims::new(lock.is_some()),
             origins: Arc::new(crate::cors::AllowedOrigins::default()),
             routes: Arc::new(crate::http::route_methods()),

@@ -45,7 +45,7 @@ struct State_ {
     details: serde_json::Value,
     claim: Option<Arc<crate::claims::Held>>,
     cors_origin: Option<String>,
-    outbox: Option<Arc<tokio::sync::Notify>>,
+    outbox: Option<Arc<crate::worker::Handoff>>,
     action: Option<String>,
     done: bool,
     /// The answer is a decoy (spam answered like a success): nothing of the
@@ -89,9 +89,9 @@ impl Effects {
         })
     }
 
-    /// Wakes `notify` after each commit (the outbox dispatcher).
-    pub fn with_outbox(self, notify: Arc<tokio::sync::Notify>) -> Self {
-        self.with(|s| s.outbox = Some(notify));
+    /// Hands the messages of each commit to the outbox dispatcher (or wakes it).
+    pub fn with_outbox(self, handoff: Arc<crate::worker::Handoff>) -> Self {
+        self.with(|s| s.outbox = Some(handoff));
         self
     }
 
@@ -228,8 +228,15 @@ impl Effects {
         let mut snapshot = self.with(|s| s.clone());
         let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
         let out = slot.clone();
+        // The new messages are leased to this process's dispatcher in the same
+        // transaction, and handed to it once that has committed (worker.rs).
+        let leases = Leases::new(snapshot.outbox.clone());
+        let _unsettled = SettleOnDrop(leases.clone());
+        leases.lease(&mut cs.changes);
+        let in_tx = leases.clone();
         cs.finish = Some(Box::new(move |committed: &Committed| {
             let (value, mut changes, details) = respond(committed);
+            in_tx.lease(&mut changes);
             if let Some(d) = details {
                 snapshot.details = d;
             }
@@ -267,17 +274,102 @@ impl Effects {
             *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
             changes
         }));
-        store.commit(cs).await?;
+        let committed = store.commit(cs).await;
+        leases.settle(committed.is_ok());
+        committed?;
         crate::error::disk_full_cleared();
-        let notify = self.with(|s| {
+        let handoff = self.with(|s| {
             s.done = true;
             s.outbox.clone()
         });
-        if let Some(n) = notify {
-            n.notify_one();
+        if let Some(h) = handoff
+            && leases.claim()
+        {
+            h.wake();
         }
         let value = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         value.ok_or_else(|| ApiError::internal("commit finished without a response"))
+    }
+}
+
+/// The messages one commit leases to the dispatcher ([`crate::worker::Handoff`]),
+/// before and inside its transaction, settled once the commit has answered. Should
+/// the request be dropped before that, the leases are given back (the messages,
+/// if they were stored, are claimed when their leases run out) and no lease is
+/// taken any more.
+#[derive(Clone)]
+struct Leases(Arc<Mutex<LeaseState>>);
+
+struct LeaseState {
+    handoff: Option<Arc<crate::worker::Handoff>>,
+    leased: Vec<leadline_core::delivery::OutboxMessage>,
+    /// The commit may make messages due that were not handed over, so the
+    /// dispatcher should claim after it.
+    claim: bool,
+    settled: bool,
+}
+
+impl Leases {
+    fn new(handoff: Option<Arc<crate::worker::Handoff>>) -> Self {
+        Self(Arc::new(Mutex::new(LeaseState {
+            handoff,
+            leased: Vec::new(),
+            claim: false,
+            settled: false,
+        })))
+    }
+
+    fn lease(&self, changes: &mut [Change]) {
+        let mut st = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if st.settled {
+            return;
+        }
+        if let Some(h) = st.handoff.clone() {
+            let more = h.lease(changes, clock::now());
+            st.leased.extend(more);
+        }
+        // Only these changes are known to make nothing due but their own new
+        // messages; any other (a replayed dead letter, a tenant or an endpoint
+        // active again, whatever comes later) asks the dispatcher to claim.
+        st.claim |= changes.iter().any(|c| match c {
+            Change::InsertOutbox(m) => m.locked_by.is_none(),
+            Change::InsertLead { .. }
+            | Change::UpdateLead(_)
+            | Change::InsertAudit(_)
+            | Change::CompleteIdempotency(_)
+            | Change::InsertMailLog(_)
+            | Change::InsertQuote(_)
+            | Change::UpdateQuote(_)
+            | Change::InsertBooking(_)
+            | Change::InsertYacht(_)
+            | Change::UpdateYacht(_) => false,
+            _ => true,
+        });
+    }
+
+    /// Whether the dispatcher should claim after this commit.
+    fn claim(&self) -> bool {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).claim
+    }
+
+    fn settle(&self, committed: bool) {
+        let mut st = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if std::mem::replace(&mut st.settled, true) {
+            return;
+        }
+        let leased = std::mem::take(&mut st.leased);
+        if let Some(h) = &st.handoff {
+            h.settle(leased, committed);
+        }
+    }
+}
+
+/// Dropped unsettled (the request went away while its commit ran): the leases go back.
+struct SettleOnDrop(Leases);
+
+impl Drop for SettleOnDrop {
+    fn drop(&mut self) {
+        self.0.settle(false);
     }
 }
 

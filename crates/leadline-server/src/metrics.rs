@@ -104,6 +104,14 @@ pub fn init() -> &'static PrometheusHandle {
             "leadline_dead_letters_total",
             "Deliveries moved to the dead-letter queue."
         );
+        describe_counter!(
+            "leadline_outbox_handoffs_total",
+            "Outbox messages leased to this process's dispatcher when they were stored and handed to it in memory (no claim)."
+        );
+        describe_counter!(
+            "leadline_mail_file_syncs_total",
+            "Syncs of the email files' folders (one for every batch of deliveries written as files)."
+        );
         for name in [
             "leadline_leads_created_total",
             "leadline_quotes_created_total",
@@ -113,6 +121,8 @@ pub fn init() -> &'static PrometheusHandle {
             "leadline_writer_rejected_total",
             "leadline_ratelimit_fallback_total",
             "leadline_disk_full_total",
+            "leadline_outbox_handoffs_total",
+            "leadline_mail_file_syncs_total",
         ] {
             metrics::counter!(name).increment(0);
         }

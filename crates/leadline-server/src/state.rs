@@ -17,8 +17,8 @@ pub struct AppState {
     pub admin_key_hash: [u8; 32],
     /// Per-IP rate limiters.
     pub rate_limits: crate::ratelimit::RateLimits,
-    /// Wakes the outbox dispatcher.
-    pub outbox: Arc<tokio::sync::Notify>,
+    /// Wakes the outbox dispatcher and hands it the messages this process creates.
+    pub outbox: Arc<crate::worker::Handoff>,
     /// The idempotency claims of this process's running requests.
     pub claims: Arc<crate::claims::Claims>,
     /// The web origins some tenant allows (CORS preflights).

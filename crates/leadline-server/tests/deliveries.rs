@@ -19,6 +19,8 @@ leadline_store::both_backends!(
     an_always_failing_receiver_yields_one_dead_letter_and_replay_delivers,
     smtp_down_then_up_delivers_every_email_once,
     a_crashed_workers_message_is_delivered_after_its_lease,
+    new_messages_are_handed_to_the_dispatcher_with_their_lease,
+    without_polling_retries_and_replays_are_still_delivered_at_once,
     gone_disables_the_endpoint,
     erasure_reaches_mail_logs_and_pending_deliveries,
     webhook_endpoints_are_tenant_scoped_and_validated,
@@ -436,6 +438,81 @@ async fn smtp_down_then_up_delivers_every_email_once(b: Backend) {
     let mut to: Vec<String> = got.iter().flat_map(|m| m.to.clone()).collect();
     to.sort();
     assert_eq!(to, (0..5).map(|i| format!("client{i}@example.com")).collect::<Vec<_>>());
+}
+
+/// The messages of a captured lead are leased to the server's dispatcher in the
+/// transaction that stores them and handed to it in memory: no other worker can
+/// claim them meanwhile, and they are delivered without a claim.
+async fn new_messages_are_handed_to_the_dispatcher_with_their_lease(b: Backend) {
+    let rx = Receiver::start(&[], 200).await;
+    let app = TestApp::spawn(b).await;
+    let t = app.tenant("Aegean Blue").await;
+    endpoint(&app, &t.sk, &rx.url, &["lead.created"]).await;
+    let before = app.metric("leadline_outbox_handoffs_total").await;
+    let lead = app.lead(&t, lead_body("maria@example.com")).await;
+    let id = lead["id"].as_str().expect("id");
+    // Leased when stored: another worker's claim finds nothing of this lead.
+    let store = leadline_store::open(&app.db_url()).await.expect("open");
+    let now = chrono::Utc::now();
+    let claimed = store
+        .claim_due("another-worker", now, now + chrono::Duration::minutes(1), 100)
+        .await
+        .expect("claim");
+    assert!(
+        claimed
+            .iter()
+            .all(|m| m.lead_id.as_ref().is_none_or(|l| l.as_str() != id)),
+        "{claimed:?}"
+    );
+    let got = eventually("lead.created", || async { rx.received().first().cloned() }).await;
+    let event: Value = serde_json::from_str(&got.body).expect("json");
+    assert_eq!(event["data"]["id"], lead["id"]);
+    assert!(app.metric("leadline_outbox_handoffs_total").await > before);
+    let delivered = eventually("recorded as delivered", || async {
+        let rows = app
+            .raw_text(&format!(
+                "SELECT status FROM outbox WHERE lead_id = '{id}' AND kind = 'webhook' AND locked_by IS NULL"
+            ))
+            .await;
+        rows.first().filter(|s| *s == "delivered").cloned()
+    })
+    .await;
+    assert_eq!(delivered, "delivered");
+    assert_eq!(rx.received().len(), 1);
+    store.close().await;
+}
+
+/// The dispatcher asks the store for due messages when something asks for it, not
+/// after every batch (new messages are handed over): with a poll interval of an
+/// hour, a retry that comes due and a replayed dead letter are still delivered
+/// within moments.
+async fn without_polling_retries_and_replays_are_still_delivered_at_once(b: Backend) {
+    let rx = Receiver::start(&[500, 500], 200).await;
+    let mut settings = FAST_RETRIES.to_vec();
+    settings.extend([("LEADLINE_WORKER_POLL", "1h"), ("LEADLINE_RETRY_MAX_ATTEMPTS", "2")]);
+    let app = TestApp::spawn_with(b, &settings).await;
+    let t = app.tenant("Aegean Blue").await;
+    endpoint(&app, &t.sk, &rx.url, &["lead.created"]).await;
+    app.lead(&t, lead_body("maria@example.com")).await;
+    // Handed over, failed, retried when due: a dead letter after two attempts.
+    let dl = eventually("a dead letter", || async {
+        json_of(app.with_key(Method::GET, "/v1/dead-letters", &t.sk).go().await).await["data"]
+            .as_array()
+            .and_then(|a| a.first().cloned())
+    })
+    .await;
+    assert_eq!(rx.received().len(), 2);
+    let dl_id = dl["id"].as_str().expect("id");
+    let res = app
+        .with_key(Method::POST, &format!("/v1/dead-letters/{dl_id}/replay"), &t.sk)
+        .go()
+        .await;
+    assert_eq!(res.status(), 202);
+    let all = eventually("the replayed delivery", || async {
+        Some(rx.received()).filter(|r| r.len() >= 3)
+    })
+    .await;
+    assert_eq!(all[2].headers["webhook-id"], all[0].headers["webhook-id"]);
 }
 
 async fn a_crashed_workers_message_is_delivered_after_its_lease(b: Backend) {

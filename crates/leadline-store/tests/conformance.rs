@@ -76,7 +76,80 @@ leadline_store::both_backends!(
     job_leases_have_one_holder,
     dead_letter_and_delivery_cleanups_respect_their_cutoffs,
     batched_reports_record_what_the_worker_holds,
+    messages_leased_at_creation_wait_for_their_lease,
 );
+
+/// A message inserted with a lease (the server leases the messages it creates to
+/// its own dispatcher in the same transaction) is stored with it: no other worker
+/// claims it while the lease runs, its holder's report is recorded, and once the
+/// lease has run out (its holder stopped before delivering) any worker claims it.
+async fn messages_leased_at_creation_wait_for_their_lease(b: Backend) {
+    use leadline_core::delivery::{Attempt, AttemptReport, MessageStatus, OutboxMessage, Payload};
+    let (_db, s) = open(b).await;
+    let t = tenant("Leases");
+    s.commit(ChangeSet::one(Change::InsertTenant(t.clone())))
+        .await
+        .expect("insert");
+    let now = now();
+    let leased = |worker: &str| {
+        let mut m = OutboxMessage::new(&t.id, None, Payload::Erased, now);
+        m.locked_by = Some(worker.into());
+        m.locked_until = Some(now + Duration::minutes(1));
+        m
+    };
+    let (delivered, abandoned) = (leased("w1"), leased("w1"));
+    let free = OutboxMessage::new(&t.id, None, Payload::Erased, now);
+    let mut cs = ChangeSet::new();
+    for m in [&delivered, &abandoned, &free] {
+        cs.push(Change::InsertOutbox(m.clone()));
+    }
+    s.commit(cs).await.expect("queue");
+    let stored = s.get_message(&delivered.id).await.expect("get").expect("stored");
+    assert_eq!(stored.locked_by.as_deref(), Some("w1"));
+    assert_eq!(stored.locked_until, delivered.locked_until);
+
+    let claimed = s
+        .claim_due("w2", now, now + Duration::minutes(1), 10)
+        .await
+        .expect("claim");
+    let ids: Vec<_> = claimed.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(ids, vec![free.id.clone()], "only the message no one holds");
+
+    let done = s
+        .report_attempts(vec![AttemptReport {
+            message_id: delivered.id.clone(),
+            worker: "w1".into(),
+            attempt: Attempt {
+                attempt: 1,
+                at: now,
+                success: true,
+                code: None,
+                detail: None,
+                latency_ms: 1,
+            },
+            retry_at: None,
+            disable_endpoint: false,
+        }])
+        .await
+        .expect("report");
+    assert_eq!(done, vec![true], "the holder's report is recorded");
+    assert_eq!(
+        s.get_message(&delivered.id).await.expect("get").map(|m| m.status),
+        Some(MessageStatus::Delivered)
+    );
+
+    let later = now + Duration::minutes(2);
+    let claimed = s
+        .claim_due("w2", later, later + Duration::minutes(1), 10)
+        .await
+        .expect("claim");
+    let mut ids: Vec<_> = claimed.iter().map(|m| m.id.to_string()).collect();
+    ids.sort();
+    let mut expected = vec![abandoned.id.to_string(), free.id.to_string()];
+    expected.sort();
+    // w2's own lease of the free message ran out too; the delivered one is done.
+    assert_eq!(ids, expected, "claimed once its lease ran out");
+}
 
 /// `report_attempts` records each message its worker holds, says which it did, and
 /// leaves the others alone.

@@ -480,7 +480,7 @@ pub(super) async fn apply(conn: &mut Conn, change: &Change, out: &mut Committed)
             sqlx::query(
                 "INSERT INTO outbox (id, tenant_id, kind, lead_id, endpoint_id, payload, status, attempts, \
                  next_attempt_at, locked_by, locked_until, last_error, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, $10)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, NULL, $10, $10)",
             )
             .bind(m.id.as_str())
             .bind(m.tenant_id.as_str())
@@ -492,6 +492,10 @@ pub(super) async fn apply(conn: &mut Conn, change: &Change, out: &mut Committed)
             .bind(i64::from(m.attempts))
             .bind(m.next_attempt_at)
             .bind(m.created_at)
+            // Leased at creation to the dispatcher of the process that made it
+            // (see the server's worker), or to no one.
+            .bind(m.locked_by.as_deref())
+            .bind(m.locked_until)
             .execute(&mut *conn)
             .await
             .map_err(StoreError::from_db)?;

@@ -372,7 +372,7 @@ fn apply(conn: &Connection, change: &Change, out: &mut Committed) -> Result<()> 
                 conn,
                 "INSERT INTO outbox (id, tenant_id, kind, lead_id, endpoint_id, payload, status, attempts, \
                  next_attempt_at, locked_by, locked_until, last_error, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, ?10, ?10)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?12, NULL, ?10, ?10)",
                 &[
                     s(m.id.as_str()),
                     s(m.tenant_id.as_str()),
@@ -384,6 +384,10 @@ fn apply(conn: &Connection, change: &Change, out: &mut Committed) -> Result<()> 
                     int(i64::from(m.attempts)),
                     ts(m.next_attempt_at),
                     ts(m.created_at),
+                    // Leased at creation to the dispatcher of the process that
+                    // made it (see the server's worker), or to no one.
+                    os(m.locked_by.as_deref()),
+                    ots(m.locked_until),
                 ],
             )?;
         }
