@@ -415,6 +415,13 @@ impl Mailer {
         // its folder noted, so syncing the folders noted by now covers them all.
         let covers = files.asked.load(Ordering::Acquire);
         let folders = std::mem::take(&mut *files.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if folders.is_empty() {
+            // Nothing renamed since the last sync that succeeded (a batch of webhooks):
+            // every file written before this ticket is durable already. A new day
+            // folder comes with a file in it, so the mail folder waits for that.
+            *durable = covers;
+            return Ok(());
+        }
         let mut dirs: Vec<PathBuf> = folders.iter().cloned().collect();
         dirs.push(files.dir.clone());
         let synced = tokio::task::spawn_blocking(move || sync_folders(&dirs))
@@ -540,6 +547,17 @@ mod tests {
         let files = std::sync::Arc::new(FileMail::new(tmp.path().join("mail")));
         std::fs::create_dir_all(tmp.path().join("mail")).expect("mkdir");
         let mailer = Mailer::Files(files.clone());
+        let written = || {
+            files
+                .dirty
+                .lock()
+                .expect("dirty")
+                .insert(tmp.path().join("mail").join("2026-11-29"));
+        };
+        // Nothing written: nothing to sync.
+        mailer.flush().await.expect("flush");
+        assert_eq!(files.syncs.load(Ordering::Relaxed), 0);
+        written();
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..50 {
             let m = mailer.clone();
@@ -550,7 +568,11 @@ mod tests {
         }
         let shared = files.syncs.load(Ordering::Relaxed);
         assert!((1..50).contains(&shared), "{shared} syncs for 50 concurrent flushes");
-        // A flush asked for after those returned makes a sync of its own.
+        // A flush asked for after those returned makes a sync of its own when a
+        // file was written since, and none otherwise.
+        mailer.flush().await.expect("flush");
+        assert_eq!(files.syncs.load(Ordering::Relaxed), shared);
+        written();
         mailer.flush().await.expect("flush");
         assert_eq!(files.syncs.load(Ordering::Relaxed), shared + 1);
     }
