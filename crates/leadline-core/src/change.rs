@@ -183,6 +183,37 @@ pub struct ChangeSet {
     pub changes: Vec<Change>,
     /// Writes made last, in the same transaction, from what the first ones decided.
     pub finish: Option<Finish>,
+    /// Told whether the set committed, once the store knows.
+    pub settled: Settled,
+}
+
+/// Told once, by the store, whether its change set committed: as soon as that is
+/// known, even when the caller no longer waits for the answer (a store finishes a
+/// change set it was given). Dropped untold (the set never reached a store), it
+/// is told `false`.
+#[derive(Default)]
+pub struct Settled(Option<Box<dyn FnOnce(bool) + Send>>);
+
+impl Settled {
+    /// Calls `f` with the outcome.
+    pub fn new(f: impl FnOnce(bool) + Send + 'static) -> Self {
+        Self(Some(Box::new(f)))
+    }
+
+    /// Tells the outcome.
+    pub fn done(mut self, committed: bool) {
+        if let Some(f) = self.0.take() {
+            f(committed);
+        }
+    }
+}
+
+impl Drop for Settled {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(false);
+        }
+    }
 }
 
 impl std::fmt::Debug for ChangeSet {
@@ -210,7 +241,7 @@ impl ChangeSet {
     pub fn one(c: Change) -> Self {
         Self {
             changes: vec![c],
-            finish: None,
+            ..Self::default()
         }
     }
 }

@@ -231,9 +231,10 @@ impl Effects {
         // The new messages are leased to this process's dispatcher in the same
         // transaction, and handed to it once that has committed (worker.rs).
         let leases = Leases::new(snapshot.outbox.clone());
-        let _unsettled = SettleOnDrop(leases.clone());
         leases.lease(&mut cs.changes);
         let in_tx = leases.clone();
+        let settle = leases.clone();
+        cs.settled = leadline_core::change::Settled::new(move |committed| settle.settle(committed));
         cs.finish = Some(Box::new(move |committed: &Committed| {
             let (value, mut changes, details) = respond(committed);
             in_tx.lease(&mut changes);
@@ -274,9 +275,7 @@ impl Effects {
             *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
             changes
         }));
-        let committed = store.commit(cs).await;
-        leases.settle(committed.is_ok());
-        committed?;
+        store.commit(cs).await?;
         crate::error::disk_full_cleared();
         let handoff = self.with(|s| {
             s.done = true;
@@ -293,10 +292,9 @@ impl Effects {
 }
 
 /// The messages one commit leases to the dispatcher ([`crate::worker::Handoff`]),
-/// before and inside its transaction, settled once the commit has answered. Should
-/// the request be dropped before that, the leases are given back (the messages,
-/// if they were stored, are claimed when their leases run out) and no lease is
-/// taken any more.
+/// before and inside its transaction, settled when the store tells the commit's
+/// outcome (`ChangeSet::settled`), whether or not the request still waits. Once
+/// settled, no lease is taken any more.
 #[derive(Clone)]
 struct Leases(Arc<Mutex<LeaseState>>);
 
@@ -361,15 +359,6 @@ impl Leases {
         if let Some(h) = &st.handoff {
             h.settle(leased, committed);
         }
-    }
-}
-
-/// Dropped unsettled (the request went away while its commit ran): the leases go back.
-struct SettleOnDrop(Leases);
-
-impl Drop for SettleOnDrop {
-    fn drop(&mut self) {
-        self.0.settle(false);
     }
 }
 

@@ -113,9 +113,8 @@ impl Handoff {
 
     /// After the transaction of [`Handoff::lease`]: hands the messages to the
     /// dispatcher when it `committed`, else gives their room back (nothing of them
-    /// was stored). When it is not known (the request was dropped while it
-    /// committed), `committed` is false: the messages, if stored, are claimed
-    /// when their lease runs out.
+    /// was stored). Should a stored message never be handed over (the process
+    /// stopped first), it is claimed when its lease runs out.
     pub fn settle(&self, leased: Vec<OutboxMessage>, committed: bool) {
         if leased.is_empty() {
             return;

@@ -137,6 +137,14 @@ async fn abandoned_requests_leave_the_writer_working(backend: Backend) {
         )
         .await;
     assert!(orphans.is_empty(), "leads without an audit entry: {orphans:?}");
+    // The messages of every stored lead, its request abandoned or not, are
+    // delivered within moments, not once a lease runs out (a minute): the store
+    // tells the dispatcher of a commit, whether or not its request still waits.
+    common::eventually("every message delivered", || async {
+        let pending = app.raw_text("SELECT id FROM outbox WHERE status = 'pending'").await;
+        pending.is_empty().then_some(())
+    })
+    .await;
 }
 
 leadline_store::both_backends!(abandoned_requests_leave_the_writer_working);

@@ -135,11 +135,26 @@ impl Store for PgStore {
         Ok(v == Some(crate::migrate::latest(POSTGRES)))
     }
 
-    async fn commit(&self, changes: ChangeSet) -> crate::Result<Committed> {
+    async fn commit(&self, mut changes: ChangeSet) -> crate::Result<Committed> {
         let touches_cache = ReadCache::touched_by(&changes);
-        let mut tx = self.pool.begin().await?;
-        let out = apply_set(&mut tx, changes).await?;
-        tx.commit().await?;
+        let settled = std::mem::take(&mut changes.settled);
+        let pool = self.pool.clone();
+        // A task of its own: a caller that goes away (its client left) does not
+        // cut the transaction short, as with SQLite's writer, and `settled` hears
+        // the outcome either way.
+        let out = tokio::spawn(async move {
+            let out = async {
+                let mut tx = pool.begin().await?;
+                let out = apply_set(&mut tx, changes).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(out)
+            }
+            .await;
+            settled.done(out.is_ok());
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("a commit stopped: {e}")))??;
         if touches_cache {
             self.cache.invalidate();
         }

@@ -242,13 +242,19 @@ impl Store for SqliteStore {
         self.writer.fault()
     }
 
-    async fn commit(&self, changes: ChangeSet) -> crate::Result<Committed> {
+    async fn commit(&self, mut changes: ChangeSet) -> crate::Result<Committed> {
         let touches_cache = ReadCache::touched_by(&changes);
         let erases = changes
             .changes
             .iter()
             .any(|c| matches!(c, leadline_core::change::Change::EraseLeadDeliveries { .. }));
-        let committed = self.write_or_refuse(move |conn| write::apply_set(conn, changes)).await;
+        // Told by the writer once its batch has committed or failed, whether or
+        // not this future still waits.
+        let settled = std::mem::take(&mut changes.settled);
+        let committed = self
+            .writer
+            .run_settled(Admission::Reject, move |conn| write::apply_set(conn, changes), settled)
+            .await;
         if touches_cache {
             self.cache.invalidate();
         }

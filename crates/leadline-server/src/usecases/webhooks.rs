@@ -127,7 +127,10 @@ pub async fn test(fx: &Effects, s: &AppState, tenant: &Tenant, id: &str) -> ApiR
         Some(Change::InsertOutbox(m)) => m.id.clone(),
         _ => return Err(ApiError::internal("no test event was built")),
     };
-    let cs = ChangeSet { changes, finish: None };
+    let cs = ChangeSet {
+        changes,
+        ..ChangeSet::default()
+    };
     let out = serde_json::json!({"message_id": message_id});
     fx.commit(s.store.as_ref(), cs, StatusCode::ACCEPTED, move |_| out)
         .await?;

@@ -29,6 +29,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
+use leadline_core::change::Settled;
 
 /// How often a failing writer tries a probe write.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -232,15 +233,27 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> crate::Result<T> + Send + 'static,
     {
+        self.run_settled(admission, f, Settled::default()).await
+    }
+
+    /// [`Writer::run`], telling `settled` the outcome as soon as it is known, in
+    /// the writer thread: even when the caller no longer waits for the answer.
+    pub(crate) async fn run_settled<T, F>(&self, admission: Admission, f: F, settled: Settled) -> crate::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> crate::Result<T> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<crate::Result<T>>();
         let job: JobFn = Box::new(move |conn| match f(conn) {
             Ok(v) => Outcome::Done(Box::new(move |failed: Option<StoreError>| {
+                settled.done(failed.is_none());
                 let _ = tx.send(match failed {
                     None => Ok(v),
                     Some(e) => Err(e),
                 });
             })),
             Err(e) => {
+                settled.done(false);
                 let disk_full = matches!(e, StoreError::DiskFull);
                 let _ = tx.send(Err(e));
                 Outcome::Failed { disk_full }
