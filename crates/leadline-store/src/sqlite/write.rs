@@ -877,23 +877,34 @@ pub(crate) fn claim_due(
 
 /// Records an attempt and its consequences, if `rep.worker` still holds the message.
 pub(crate) fn report(conn: &Connection, rep: &AttemptReport) -> Result<bool> {
-    // The lease first; the whole message (its payload parsed) only when a dead
-    // letter or a disabled endpoint needs it, not for every delivery.
-    let held = query(
-        conn,
-        "SELECT status, locked_by FROM outbox WHERE id = ?1",
-        &[s(rep.message_id.as_str())],
-        |r| {
-            let status: String = r.get(0)?;
-            let locked_by: Option<String> = r.get(1)?;
-            Ok(MessageStatus::from_db(&status) == Some(MessageStatus::Pending)
-                && locked_by.as_deref() == Some(rep.worker.as_str()))
-        },
-    )?;
-    if held.first() != Some(&true) {
-        return Ok(false);
-    }
     let id = rep.message_id.as_str();
+    let a = &rep.attempt;
+    let (status, mail_status) = rep.outcome();
+    let (status, mail_status): (&str, &str) = (status.as_str(), mail_status.as_str());
+    let last_error = if a.success { None } else { a.detail.as_deref() };
+    // The update checks the lease itself (only a pending message this worker still
+    // holds changes) and says the message's kind (only emails have a mail log); the
+    // whole message (its payload parsed) is read only when a dead letter or a
+    // disabled endpoint needs it.
+    let kind = query(
+        conn,
+        "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = COALESCE(?4, next_attempt_at), \
+         locked_by = NULL, locked_until = NULL, last_error = ?5, updated_at = ?6 \
+         WHERE id = ?1 AND status = 'pending' AND locked_by = ?7 RETURNING kind",
+        &[
+            s(id),
+            s(status),
+            int(i64::from(a.attempt)),
+            ots(rep.retry_at),
+            os(last_error),
+            ts(a.at),
+            s(rep.worker.as_str()),
+        ],
+        |r| Ok(r.get::<_, String>(0)?),
+    )?;
+    let Some(kind) = kind.first() else {
+        return Ok(false);
+    };
     let full = |conn: &Connection| -> Result<OutboxMessage> {
         let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1");
         query(conn, &sql, &[s(id)], message_from_row)?
@@ -901,7 +912,6 @@ pub(crate) fn report(conn: &Connection, rep: &AttemptReport) -> Result<bool> {
             .next()
             .ok_or_else(|| StoreError::Corrupt("a reported message vanished".into()))
     };
-    let a = &rep.attempt;
     exec(
         conn,
         "INSERT INTO delivery_attempts (id, message_id, attempt, at, success, code, detail, latency_ms) \
@@ -917,33 +927,19 @@ pub(crate) fn report(conn: &Connection, rep: &AttemptReport) -> Result<bool> {
             int(i64::try_from(a.latency_ms).unwrap_or(i64::MAX)),
         ],
     )?;
-    let (status, mail_status) = rep.outcome();
-    let (status, mail_status): (&str, &str) = (status.as_str(), mail_status.as_str());
-    let last_error = if a.success { None } else { a.detail.as_deref() };
-    exec(
-        conn,
-        "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = COALESCE(?4, next_attempt_at), \
-         locked_by = NULL, locked_until = NULL, last_error = ?5, updated_at = ?6 WHERE id = ?1",
-        &[
-            s(id),
-            s(status),
-            int(i64::from(a.attempt)),
-            ots(rep.retry_at),
-            os(last_error),
-            ts(a.at),
-        ],
-    )?;
-    exec(
-        conn,
-        "UPDATE mail_logs SET status = ?2, attempts = ?3, last_error = ?4, updated_at = ?5 WHERE message_id = ?1",
-        &[
-            s(id),
-            s(mail_status),
-            int(i64::from(a.attempt)),
-            os(last_error),
-            ts(a.at),
-        ],
-    )?;
+    if MessageKind::from_db(kind) == Some(MessageKind::Email) {
+        exec(
+            conn,
+            "UPDATE mail_logs SET status = ?2, attempts = ?3, last_error = ?4, updated_at = ?5 WHERE message_id = ?1",
+            &[
+                s(id),
+                s(mail_status),
+                int(i64::from(a.attempt)),
+                os(last_error),
+                ts(a.at),
+            ],
+        )?;
+    }
     if status == "dead" {
         let msg = full(conn)?;
         let history = query(
