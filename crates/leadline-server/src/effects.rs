@@ -301,6 +301,9 @@ struct Leases(Arc<Mutex<LeaseState>>);
 struct LeaseState {
     handoff: Option<Arc<crate::worker::Handoff>>,
     leased: Vec<leadline_core::delivery::OutboxMessage>,
+    /// Leads whose deliveries the commit erases: their messages still in the
+    /// handoff's memory are dropped once it has committed.
+    erased: Vec<leadline_core::id::LeadId>,
     /// The commit may make messages due that were not handed over, so the
     /// dispatcher should claim after it.
     claim: bool,
@@ -312,6 +315,7 @@ impl Leases {
         Self(Arc::new(Mutex::new(LeaseState {
             handoff,
             leased: Vec::new(),
+            erased: Vec::new(),
             claim: false,
             settled: false,
         })))
@@ -325,6 +329,11 @@ impl Leases {
         if let Some(h) = st.handoff.clone() {
             let more = h.lease(changes, clock::now());
             st.leased.extend(more);
+        }
+        for c in changes.iter() {
+            if let Change::EraseLeadDeliveries { lead_id, .. } = c {
+                st.erased.push(lead_id.clone());
+            }
         }
         // Only these changes are known to make nothing due but their own new
         // messages; any other (a replayed dead letter, a tenant or an endpoint
@@ -357,6 +366,11 @@ impl Leases {
         }
         let leased = std::mem::take(&mut st.leased);
         if let Some(h) = &st.handoff {
+            // First the erased leads' messages handed over before this commit; then
+            // this commit's own (an erasure's `lead.deleted` among them).
+            if committed {
+                h.forget(&st.erased);
+            }
             h.settle(leased, committed);
         }
     }

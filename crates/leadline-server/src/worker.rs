@@ -131,6 +131,23 @@ impl Handoff {
         }
     }
 
+    /// Drops the handed-over messages of erased leads that the dispatcher has not
+    /// taken yet: the erasure that committed withdrew them in the outbox, and they
+    /// must not be sent from memory, where they could wait while every delivery
+    /// slot is busy. (A message whose delivery is already under way is the same
+    /// race as one claimed just before an erasure: its report is refused.)
+    pub fn forget(&self, leads: &[leadline_core::id::LeadId]) {
+        if leads.is_empty() {
+            return;
+        }
+        let mut q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = q.len();
+        q.retain(|m| m.lead_id.as_ref().is_none_or(|l| !leads.contains(l)));
+        let dropped = before - q.len();
+        drop(q);
+        self.reserved.fetch_sub(dropped, Ordering::AcqRel);
+    }
+
     /// Up to `n` handed-over messages.
     fn take(&self, n: usize) -> Vec<OutboxMessage> {
         let mut q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -505,6 +522,19 @@ mod tests {
         h.settle(a, true);
         h.settle(c, true);
         assert_eq!(h.take(10).len(), 10);
+        // An erased lead's messages leave the queue and give their room back.
+        let lead = leadline_core::id::LeadId::generate();
+        let mut erased = vec![Change::InsertOutbox(OutboxMessage::new(
+            &TenantId::generate(),
+            Some(&lead),
+            Payload::Erased,
+            now,
+        ))];
+        h.settle(h.lease(&mut erased, now), true);
+        assert_eq!(h.reserved.load(Ordering::Acquire), HANDOFF_CAPACITY - 9);
+        h.forget(std::slice::from_ref(&lead));
+        assert_eq!(h.reserved.load(Ordering::Acquire), HANDOFF_CAPACITY - 10);
+        assert!(h.queue.lock().expect("queue").iter().all(|m| m.lead_id.is_none()));
         let mut fourth = messages(20, now);
         assert_eq!(h.lease(&mut fourth, now).len(), 10, "taken messages free their room");
         assert_eq!(h.take(usize::MAX).len(), HANDOFF_CAPACITY - 10);
