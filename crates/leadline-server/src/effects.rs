@@ -89,12 +89,6 @@ impl Effects {
         })
     }
 
-    /// Hands the messages of each commit to the outbox dispatcher (or wakes it).
-    pub fn with_outbox(self, handoff: Arc<crate::worker::Handoff>) -> Self {
-        self.with(|s| s.outbox = Some(handoff));
-        self
-    }
-
     /// The request acts through a quote's public link: its token, checked by the
     /// quote page's handler, is the only credential that is not a key (keys are
     /// read once, by `auth`, before the request has its effects).
