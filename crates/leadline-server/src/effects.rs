@@ -287,8 +287,8 @@ impl Effects {
 
 /// The messages one commit leases to the dispatcher ([`crate::worker::Handoff`]),
 /// before and inside its transaction, settled when the store tells the commit's
-/// outcome (`ChangeSet::settled`), whether or not the request still waits. Once
-/// settled, no lease is taken any more.
+/// outcome (`ChangeSet::settled`, told once), whether or not the request still
+/// waits.
 #[derive(Clone)]
 struct Leases(Arc<Mutex<LeaseState>>);
 
@@ -301,7 +301,6 @@ struct LeaseState {
     /// The commit may make messages due that were not handed over, so the
     /// dispatcher should claim after it.
     claim: bool,
-    settled: bool,
 }
 
 impl Leases {
@@ -311,15 +310,11 @@ impl Leases {
             leased: Vec::new(),
             erased: Vec::new(),
             claim: false,
-            settled: false,
         })))
     }
 
     fn lease(&self, changes: &mut [Change]) {
         let mut st = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if st.settled {
-            return;
-        }
         if let Some(h) = st.handoff.clone() {
             let more = h.lease(changes, clock::now());
             st.leased.extend(more);
@@ -355,9 +350,6 @@ impl Leases {
 
     fn settle(&self, committed: bool) {
         let mut st = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if std::mem::replace(&mut st.settled, true) {
-            return;
-        }
         let leased = std::mem::take(&mut st.leased);
         if let Some(h) = &st.handoff {
             // First the erased leads' messages handed over before this commit; then
