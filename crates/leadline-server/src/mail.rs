@@ -258,7 +258,7 @@ pub enum Mailer {
     Files(std::sync::Arc<FileMail>),
 }
 
-/// The file transport's folder, and its flushes (see [`Mailer::flush`]).
+/// The file transport's folder, its writers and its flushes (see [`Mailer::flush`]).
 pub struct FileMail {
     dir: PathBuf,
     /// Flushes asked for so far (a ticket each).
@@ -269,14 +269,29 @@ pub struct FileMail {
     syncs: std::sync::atomic::AtomicU64,
     /// Folders with files renamed into them since the last flush.
     dirty: std::sync::Mutex<std::collections::BTreeSet<PathBuf>>,
-    /// Files being written at once: each write waits for its `fdatasync` on a
-    /// blocking thread, and unbounded they took hundreds of threads (each with
-    /// its allocator heap) from the runtime's pool, which name lookups share.
-    writing: tokio::sync::Semaphore,
+    /// Files waiting to be written, and how many blocking threads write them.
+    queue: std::sync::Mutex<Queue>,
 }
 
-/// Email files written at once.
-const FILE_WRITERS: usize = 32;
+/// Files waiting for a writer; see [`FileMail::write`].
+#[derive(Default)]
+struct Queue {
+    files: Vec<Pending>,
+    writers: usize,
+}
+
+/// A message file to write, and who waits for it.
+struct Pending {
+    dir: PathBuf,
+    name: String,
+    bytes: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<std::io::Result<String>>,
+}
+
+/// Blocking threads writing email files at once.
+const FILE_WRITERS: usize = 4;
+/// Files one writer takes from the queue at a time.
+const FILES_PER_BATCH: usize = 64;
 
 impl FileMail {
     fn new(dir: PathBuf) -> Self {
@@ -286,7 +301,62 @@ impl FileMail {
             durable: tokio::sync::Mutex::new(0),
             syncs: std::sync::atomic::AtomicU64::new(0),
             dirty: std::sync::Mutex::new(std::collections::BTreeSet::new()),
-            writing: tokio::sync::Semaphore::new(FILE_WRITERS),
+            queue: std::sync::Mutex::new(Queue::default()),
+        }
+    }
+
+    /// Writes a message file (see [`write_files`]); its name is durable once a
+    /// [`Mailer::flush`] asked for after this returns has returned.
+    ///
+    /// Files are written in batches by at most [`FILE_WRITERS`] blocking threads:
+    /// a caller queues its file and starts a writer when fewer are running; a
+    /// writer takes what is queued, writes it, and goes on until the queue is
+    /// empty. A thread per file (as before) cost a thread handoff and a sync of
+    /// the file's inode and folder block per file; a batch shares them.
+    async fn write(self: &std::sync::Arc<Self>, dir: PathBuf, name: String, bytes: Vec<u8>) -> std::io::Result<String> {
+        let (done, written) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.files.push(Pending { dir, name, bytes, done });
+            let start = q.writers < FILE_WRITERS;
+            if start {
+                q.writers += 1;
+            }
+            start
+        };
+        if start {
+            let me = self.clone();
+            // Not awaited: the writer answers every file it takes through its channel.
+            drop(tokio::task::spawn_blocking(move || me.writer()));
+        }
+        written
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("the file writer stopped")))
+    }
+
+    /// A writer thread: batches from the queue until it is empty.
+    fn writer(&self) {
+        loop {
+            let batch: Vec<Pending> = {
+                let mut q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if q.files.is_empty() {
+                    q.writers -= 1;
+                    return;
+                }
+                let n = q.files.len().min(FILES_PER_BATCH);
+                q.files.drain(..n).collect()
+            };
+            let results = write_files(&batch);
+            let folders = batch.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(p, _)| p.dir.clone());
+            // Noted before anyone hears of their file, so a flush asked for after
+            // covers them.
+            self.dirty
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(folders);
+            for (p, r) in batch.into_iter().zip(results) {
+                let _ = p.done.send(r);
+            }
         }
     }
 }
@@ -362,33 +432,14 @@ impl Mailer {
             },
             Self::Files(files) => {
                 let (dir, name) = file_place(&files.dir, msg_id, lead);
-                let bytes = message.formatted();
-                let folder = dir.clone();
-                let _turn = files
-                    .writing
-                    .acquire()
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-                    .map_err(|e| SendError {
-                        permanent: false,
-                        code: None,
-                        detail: short(&e.to_string()),
-                    })?;
-                let written = tokio::task::spawn_blocking(move || write_file(&dir, &name, &bytes))
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-                    .and_then(|r| r)
-                    .map_err(|e| SendError {
-                        permanent: false,
-                        code: None,
-                        detail: short(&e.to_string()),
-                    })?;
                 files
-                    .dirty
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(folder);
-                Ok(written)
+                    .write(dir, name, message.formatted())
+                    .await
+                    .map_err(|e| SendError {
+                        permanent: false,
+                        code: None,
+                        detail: short(&e.to_string()),
+                    })
             }
         }
     }
@@ -463,19 +514,38 @@ fn lead_day(lead_id: &str) -> Option<String> {
     Some(at.format("%Y-%m-%d").to_string())
 }
 
-/// Writes a message file whole or not at all: a temporary file, its data synced,
-/// renamed into place. The name is durable once [`Mailer::flush`] returns.
-fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<String> {
+/// Writes message files, each whole or not at all: a temporary file, its data
+/// synced, renamed into place; a result per file. The names are durable once
+/// [`Mailer::flush`] returns. Every file is written before the first is synced:
+/// the syncs that follow find the inode and folder blocks the files share
+/// written already by the first.
+fn write_files(batch: &[Pending]) -> Vec<std::io::Result<String>> {
     use std::io::Write;
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_data()?;
-    drop(file);
-    std::fs::rename(&tmp, &path)?;
-    Ok(format!("written to {}", path.display()))
+    let create = |p: &Pending| -> std::io::Result<(std::fs::File, PathBuf)> {
+        let tmp = p.dir.join(format!(".{}.tmp", p.name));
+        let mut file = match std::fs::File::create(&tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&p.dir)?;
+                std::fs::File::create(&tmp)?
+            }
+            r => r?,
+        };
+        file.write_all(&p.bytes)?;
+        Ok((file, tmp))
+    };
+    let created: Vec<_> = batch.iter().map(create).collect();
+    batch
+        .iter()
+        .zip(created)
+        .map(|(p, c)| {
+            let (file, tmp) = c?;
+            file.sync_data()?;
+            drop(file);
+            let path = p.dir.join(&p.name);
+            std::fs::rename(&tmp, &path)?;
+            Ok(format!("written to {}", path.display()))
+        })
+        .collect()
 }
 
 /// Syncs folders (their entries: the renames made into them); a folder that
@@ -575,6 +645,51 @@ mod tests {
         written();
         mailer.flush().await.expect("flush");
         assert_eq!(files.syncs.load(Ordering::Relaxed), shared + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn files_are_written_in_batches_each_whole_or_failing_alone() {
+        use std::sync::atomic::Ordering;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mail = tmp.path().join("mail");
+        let files = std::sync::Arc::new(super::FileMail::new(mail.clone()));
+        // A "folder" that is a file: the messages meant for it fail, alone.
+        std::fs::create_dir_all(&mail).expect("mkdir");
+        std::fs::write(mail.join("blocked"), b"not a folder").expect("write");
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..300 {
+            let f = files.clone();
+            let dir = if i % 100 == 7 { mail.join("blocked") } else { mail.join(format!("day{}", i % 3)) };
+            set.spawn(async move { (i, f.write(dir, format!("m{i}.eml"), format!("message {i}").into_bytes()).await) });
+        }
+        let mut failed = Vec::new();
+        while let Some(r) = set.join_next().await {
+            let (i, r) = r.expect("join");
+            match r {
+                Ok(said) => assert!(said.contains(&format!("m{i}.eml")), "{said}"),
+                Err(_) => failed.push(i),
+            }
+        }
+        failed.sort_unstable();
+        assert_eq!(failed, vec![7, 107, 207]);
+        for i in (0..300).filter(|i| i % 100 != 7) {
+            let path = mail.join(format!("day{}", i % 3)).join(format!("m{i}.eml"));
+            assert_eq!(std::fs::read_to_string(&path).expect("written"), format!("message {i}"));
+        }
+        // No temporary file is left, every writer has stopped, the folders await a flush.
+        for day in 0..3 {
+            let names: Vec<_> = std::fs::read_dir(mail.join(format!("day{day}")))
+                .expect("dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(names.iter().all(|n| n.ends_with(".eml") && !n.starts_with('.')), "{names:?}");
+        }
+        let q = files.queue.lock().expect("queue");
+        assert_eq!((q.files.len(), q.writers), (0, 0));
+        drop(q);
+        assert_eq!(files.dirty.lock().expect("dirty").len(), 3);
+        super::Mailer::Files(files.clone()).flush().await.expect("flush");
+        assert_eq!(files.syncs.load(Ordering::Relaxed), 1);
     }
 
     #[test]
