@@ -69,8 +69,38 @@ pub fn webhook<T: Serialize + ?Sized>(
     data: &T,
     now: DateTime<Utc>,
 ) -> Result<Vec<Change>, serde_json::Error> {
-    let data = serde_json::to_value(data)?;
-    Ok(webhook_value(tenant, lead, endpoints, event_type, data, now))
+    let targets: Vec<&WebhookEndpoint> = endpoints.iter().filter(|e| e.wants(event_type)).collect();
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Written straight from `data`: through a `serde_json::Value` first, a lead's
+    // event cost four times the instructions (a map of owned strings built, then
+    // written).
+    let body = serde_json::to_string(&Envelope {
+        event_type,
+        timestamp: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        data,
+    })?;
+    Ok(targets
+        .into_iter()
+        .map(|e| {
+            let payload = WebhookPayload {
+                endpoint_id: e.id.clone(),
+                event_type: event_type.to_owned(),
+                body: body.clone(),
+            };
+            Change::InsertOutbox(OutboxMessage::new(tenant, lead, Payload::Webhook(payload), now))
+        })
+        .collect())
+}
+
+/// An event's body: `{"type": …, "timestamp": …, "data": …}`.
+#[derive(Serialize)]
+struct Envelope<'a, T: ?Sized> {
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    timestamp: String,
+    data: &'a T,
 }
 
 /// [`webhook`] of a value already made JSON (which cannot fail).
@@ -82,24 +112,10 @@ pub fn webhook_value(
     data: serde_json::Value,
     now: DateTime<Utc>,
 ) -> Vec<Change> {
-    let body = serde_json::json!({
-        "type": event_type,
-        "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": data,
+    webhook(tenant, lead, endpoints, event_type, &data, now).unwrap_or_else(|e| {
+        tracing::error!(error = %e, event_type, "an event could not be made JSON");
+        Vec::new()
     })
-    .to_string();
-    endpoints
-        .iter()
-        .filter(|e| e.wants(event_type))
-        .map(|e| {
-            let payload = WebhookPayload {
-                endpoint_id: e.id.clone(),
-                event_type: event_type.to_owned(),
-                body: body.clone(),
-            };
-            Change::InsertOutbox(OutboxMessage::new(tenant, lead, Payload::Webhook(payload), now))
-        })
-        .collect()
 }
 
 /// What templates see of a lead.
@@ -190,4 +206,84 @@ pub fn lead_emails(tenant: &Tenant, lead: &Lead, duplicate: bool, now: DateTime<
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use leadline_core::change::Change;
+    use leadline_core::delivery::Payload;
+    use leadline_core::id::{TenantId, WebhookEndpointId};
+    use leadline_core::webhook::WebhookEndpoint;
+
+    fn endpoint(tenant: &TenantId, events: &[&str], enabled: bool) -> WebhookEndpoint {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 8, 0, 0).single().expect("time");
+        WebhookEndpoint {
+            id: WebhookEndpointId::generate(),
+            tenant_id: tenant.clone(),
+            url: "https://crm.example.com/hook".into(),
+            events: events.iter().map(|e| (*e).to_owned()).collect(),
+            description: None,
+            enabled,
+            disabled_reason: None,
+            secret: "whsec_x".into(),
+            previous_secret: None,
+            previous_secret_until: None,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn an_event_is_its_type_timestamp_and_data_for_each_subscribed_endpoint() {
+        let tenant = TenantId::generate();
+        let eps = vec![
+            endpoint(&tenant, &["lead.created"], true),
+            endpoint(&tenant, &["*"], true),
+            endpoint(&tenant, &["lead.updated"], true),
+            endpoint(&tenant, &["*"], false),
+        ];
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 29, 9, 30, 15)
+            .single()
+            .expect("time")
+            + chrono::Duration::milliseconds(42);
+        let data = serde_json::json!({"id": "lead_1", "name": "Maria", "guests": {"adults": 2}});
+        let changes = super::webhook(&tenant, None, &eps, "lead.created", &data, now).expect("event");
+        let targets: Vec<_> = changes
+            .iter()
+            .map(|c| match c {
+                Change::InsertOutbox(m) => match &m.payload {
+                    Payload::Webhook(w) => {
+                        let body: serde_json::Value = serde_json::from_str(&w.body).expect("JSON");
+                        assert_eq!(
+                            body,
+                            serde_json::json!({"type": "lead.created", "timestamp": "2026-11-29T09:30:15.042Z", "data": data})
+                        );
+                        assert_eq!(w.event_type, "lead.created");
+                        w.endpoint_id.clone()
+                    }
+                    _ => panic!("not a webhook"),
+                },
+                _ => panic!("not an outbox message"),
+            })
+            .collect();
+        assert_eq!(targets, vec![eps[0].id.clone(), eps[1].id.clone()]);
+        // Nobody subscribed: nothing, and nothing made JSON.
+        let none = super::webhook(&tenant, None, &eps[2..], "lead.created", &data, now).expect("event");
+        assert!(none.is_empty());
+        // A value made JSON already gives the same body.
+        let same = super::webhook_value(&tenant, None, &eps[..1], "lead.created", data.clone(), now);
+        match &same[..] {
+            [Change::InsertOutbox(m)] => match &m.payload {
+                Payload::Webhook(w) => {
+                    let body: serde_json::Value = serde_json::from_str(&w.body).expect("JSON");
+                    assert_eq!(body["data"], data);
+                }
+                _ => panic!("not a webhook"),
+            },
+            _ => panic!("one message"),
+        }
+    }
 }
