@@ -476,7 +476,8 @@ impl Task {
         let mut disk_full = false;
         let result = (|| {
             for job in jobs {
-                conn.execute_batch("SAVEPOINT job")?;
+                // Prepared once (a parse per job was 1.5% of a lead's instructions).
+                conn.prepare_cached("SAVEPOINT job")?.execute([])?;
                 // A job that panics fails alone (its reply is dropped: the caller
                 // hears `Unavailable`); the writer and the batch go on.
                 let outcome =
@@ -487,7 +488,7 @@ impl Task {
                 match outcome {
                     Outcome::Done(r) => {
                         replies.push(r);
-                        conn.execute_batch("RELEASE job")?;
+                        conn.prepare_cached("RELEASE job")?.execute([])?;
                     }
                     Outcome::Failed { disk_full: full } => {
                         disk_full |= full;
