@@ -239,15 +239,18 @@ impl Dispatcher {
         let mut reporting = tokio::task::JoinSet::new();
         let mut finished: Vec<AttemptReport> = Vec::new();
         loop {
-            if !finished.is_empty() {
+            while reporting.try_join_next().is_some() {}
+            if !finished.is_empty() && reporting.is_empty() {
                 // Recorded while the next claim runs (they share a commit); the
                 // messages stay leased to this worker until then, so none is
-                // claimed twice.
+                // claimed twice. One report at a time: the deliveries that finish
+                // while it commits are recorded together by the next (reported as
+                // each finished, a report held one or two messages, each a writer
+                // job, a task and a flush of its own).
                 let me = self.clone();
                 let reports = std::mem::take(&mut finished);
                 reporting.spawn(async move { me.report(reports).await });
             }
-            while reporting.try_join_next().is_some() {}
             if stop.is_cancelled() {
                 break;
             }
@@ -292,6 +295,7 @@ impl Dispatcher {
                         }
                     }
                 }
+                Some(_) = reporting.join_next(), if !reporting.is_empty() => {},
                 () = self.handoff.notify.notified() => {},
                 () = tokio::time::sleep(self.config.worker_poll) => {},
                 () = stop.cancelled() => {},
