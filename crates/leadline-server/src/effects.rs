@@ -47,6 +47,9 @@ struct State_ {
     cors_origin: Option<String>,
     outbox: Option<Arc<crate::worker::Handoff>>,
     action: Option<String>,
+    /// The committed answer's JSON, made inside the transaction for the stored
+    /// idempotency record; a handler may send it as is ([`Effects::take_answer`]).
+    answer: Option<axum::body::Bytes>,
     done: bool,
     /// The answer is a decoy (spam answered like a success): nothing of the
     /// request is stored, not even its idempotency record or audit entry.
@@ -84,6 +87,7 @@ impl Effects {
             cors_origin: None,
             outbox: None,
             action: None,
+            answer: None,
             done: false,
             discard: false,
         })
@@ -220,7 +224,7 @@ impl Effects {
         T: Serialize + Send + 'static,
     {
         let mut snapshot = self.with(|s| s.clone());
-        let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+        let slot: Arc<Mutex<Option<Answered<T>>>> = Arc::new(Mutex::new(None));
         let out = slot.clone();
         // The new messages are leased to this process's dispatcher in the same
         // transaction, and handed to it once that has committed (worker.rs).
@@ -250,6 +254,9 @@ impl Effects {
                 }
             };
             changes.push(Change::InsertAudit(Effects::entry(&snapshot, status.as_u16())));
+            // The same bytes answer the client (when they are the value's JSON).
+            let answer = (status != StatusCode::NO_CONTENT && status != StatusCode::INTERNAL_SERVER_ERROR)
+                .then(|| axum::body::Bytes::copy_from_slice(&body));
             if let Some(held) = &snapshot.claim {
                 changes.push(Change::CompleteIdempotency(IdempotentResponse {
                     scope: held.scope.clone(),
@@ -266,7 +273,7 @@ impl Effects {
                     body,
                 }));
             }
-            *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+            *out.lock().unwrap_or_else(|p| p.into_inner()) = Some((value, answer));
             changes
         }));
         store.commit(cs).await?;
@@ -281,9 +288,20 @@ impl Effects {
             h.wake();
         }
         let value = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-        value.ok_or_else(|| ApiError::internal("commit finished without a response"))
+        let (value, answer) = value.ok_or_else(|| ApiError::internal("commit finished without a response"))?;
+        self.with(|s| s.answer = answer);
+        Ok(value)
+    }
+
+    /// The JSON of the value the last commit returned, as stored for the
+    /// idempotency key: sent as is, the answer is not made JSON twice.
+    pub fn take_answer(&self) -> Option<axum::body::Bytes> {
+        self.with(|s| s.answer.take())
     }
 }
+
+/// A committed request's value, and its JSON when that was made in the transaction.
+type Answered<T> = (T, Option<axum::body::Bytes>);
 
 /// The messages one commit leases to the dispatcher ([`crate::worker::Handoff`]),
 /// before and inside its transaction, settled when the store tells the commit's
@@ -564,6 +582,7 @@ pub async fn effects(State(state): State<AppState>, req: Request, next: Next) ->
         cors_origin: None,
         outbox: Some(state.outbox.clone()),
         action: None,
+        answer: None,
         done: false,
         discard: false,
     });

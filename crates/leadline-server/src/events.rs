@@ -217,7 +217,10 @@ mod tests {
     use leadline_core::webhook::WebhookEndpoint;
 
     fn endpoint(tenant: &TenantId, events: &[&str], enabled: bool) -> WebhookEndpoint {
-        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 8, 0, 0).single().expect("time");
+        let at = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 29, 8, 0, 0)
+            .single()
+            .expect("time");
         WebhookEndpoint {
             id: WebhookEndpointId::generate(),
             tenant_id: tenant.clone(),

@@ -347,7 +347,11 @@ impl FileMail {
                 q.files.drain(..n).collect()
             };
             let results = write_files(&batch);
-            let folders = batch.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(p, _)| p.dir.clone());
+            let folders = batch
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(p, _)| p.dir.clone());
             // Noted before anyone hears of their file, so a flush asked for after
             // covers them.
             self.dirty
@@ -659,8 +663,18 @@ mod tests {
         let mut set = tokio::task::JoinSet::new();
         for i in 0..300 {
             let f = files.clone();
-            let dir = if i % 100 == 7 { mail.join("blocked") } else { mail.join(format!("day{}", i % 3)) };
-            set.spawn(async move { (i, f.write(dir, format!("m{i}.eml"), format!("message {i}").into_bytes()).await) });
+            let dir = if i % 100 == 7 {
+                mail.join("blocked")
+            } else {
+                mail.join(format!("day{}", i % 3))
+            };
+            set.spawn(async move {
+                (
+                    i,
+                    f.write(dir, format!("m{i}.eml"), format!("message {i}").into_bytes())
+                        .await,
+                )
+            });
         }
         let mut failed = Vec::new();
         while let Some(r) = set.join_next().await {
@@ -682,11 +696,16 @@ mod tests {
                 .expect("dir")
                 .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
                 .collect();
-            assert!(names.iter().all(|n| n.ends_with(".eml") && !n.starts_with('.')), "{names:?}");
+            assert!(
+                names.iter().all(|n| n.ends_with(".eml") && !n.starts_with('.')),
+                "{names:?}"
+            );
         }
-        let q = files.queue.lock().expect("queue");
-        assert_eq!((q.files.len(), q.writers), (0, 0));
-        drop(q);
+        let idle = {
+            let q = files.queue.lock().expect("queue");
+            (q.files.len(), q.writers)
+        };
+        assert_eq!(idle, (0, 0));
         assert_eq!(files.dirty.lock().expect("dirty").len(), 3);
         super::Mailer::Files(files.clone()).flush().await.expect("flush");
         assert_eq!(files.syncs.load(Ordering::Relaxed), 1);

@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use leadline_core::api_key::KeyKind;
 use leadline_core::id::YachtId;
@@ -31,7 +32,7 @@ pub async fn create_lead(
     State(s): State<AppState>,
     headers: HeaderMap,
     AppJson(req): AppJson<NewLeadRequest>,
-) -> ApiResult<(StatusCode, HeaderMap, Json<Lead>)> {
+) -> ApiResult<Response> {
     if auth.key.kind == KeyKind::Publishable {
         let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
         if let Some(o) = crate::extract::publishable_origin(&auth.tenant, origin)? {
@@ -46,7 +47,14 @@ pub async fn create_lead(
     if let Ok(v) = format!("/v1/leads/{}", lead.id).parse() {
         h.insert(header::LOCATION, v);
     }
-    Ok((StatusCode::CREATED, h, Json(lead)))
+    // A stored lead's JSON was made in its transaction; a decoy's is made here.
+    Ok(match fx.take_answer() {
+        Some(json) => {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            (StatusCode::CREATED, h, json).into_response()
+        }
+        None => (StatusCode::CREATED, h, Json(lead)).into_response(),
+    })
 }
 
 /// Filters and pagination of the lead list.
