@@ -234,15 +234,12 @@ impl Store for PgStore {
     }
 
     async fn report_attempts(&self, reports: Vec<AttemptReport>) -> crate::Result<Vec<bool>> {
-        // One transaction for the dispatcher's batch, not one per message; rows are
-        // locked in id order, so two instances' batches cannot deadlock on them.
-        let mut order: Vec<usize> = (0..reports.len()).collect();
-        order.sort_by(|a, b| reports[*a].message_id.as_str().cmp(reports[*b].message_id.as_str()));
-        let mut tx = self.pool.begin().await?;
-        let mut out = vec![false; reports.len()];
-        for i in order {
-            out[i] = report_in(&mut tx, &reports[i], " FOR UPDATE").await?;
+        // One transaction for the dispatcher's batch, a few statements for all of it.
+        if reports.is_empty() {
+            return Ok(Vec::new());
         }
+        let mut tx = self.pool.begin().await?;
+        let out = report_batch(&mut tx, &reports).await?;
         tx.commit().await?;
         if reports.iter().any(|r| r.disable_endpoint) {
             self.cache.invalidate();

@@ -76,6 +76,7 @@ leadline_store::both_backends!(
     job_leases_have_one_holder,
     dead_letter_and_delivery_cleanups_respect_their_cutoffs,
     batched_reports_record_what_the_worker_holds,
+    a_batch_of_reports_records_attempts_mail_logs_and_dead_letters,
     messages_leased_at_creation_wait_for_their_lease,
 );
 
@@ -216,6 +217,135 @@ async fn batched_reports_record_what_the_worker_holds(b: Backend) {
         Some((MessageStatus::Pending, 0)),
         "not held, not touched"
     );
+}
+
+/// One batch with every outcome (delivered, to retry, dead, not held, and a message
+/// named twice): each recorded as if reported alone — the message, its mail log, its
+/// attempt, its dead letter with the whole history.
+async fn a_batch_of_reports_records_attempts_mail_logs_and_dead_letters(b: Backend) {
+    use leadline_core::delivery::{
+        Attempt, AttemptReport, EmailPayload, MailLog, MailStatus, MessageStatus, OutboxMessage, Payload,
+    };
+    use leadline_core::id::MailId;
+    let (_db, s) = open(b).await;
+    let t = tenant("Batch");
+    s.commit(ChangeSet::one(Change::InsertTenant(t.clone())))
+        .await
+        .expect("insert");
+    let now = now();
+    let mut cs = ChangeSet::new();
+    let mut msgs = Vec::new();
+    for i in 0..5 {
+        let mail_id = MailId::generate();
+        let payload = Payload::Email(EmailPayload {
+            mail_id: mail_id.clone(),
+            kind: "k".into(),
+            to: format!("client{i}@example.com"),
+            from_name: None,
+            reply_to: None,
+            subject: "s".into(),
+            text: "t".into(),
+            html: "h".into(),
+        });
+        let msg = OutboxMessage::new(&t.id, None, payload, now);
+        cs.push(Change::InsertOutbox(msg.clone()))
+            .push(Change::InsertMailLog(MailLog {
+                id: mail_id,
+                tenant_id: t.id.clone(),
+                message_id: msg.id.clone(),
+                lead_id: None,
+                kind: "k".into(),
+                recipient: format!("client{i}@example.com"),
+                subject: "s".into(),
+                status: MailStatus::Queued,
+                attempts: 0,
+                last_error: None,
+                created_at: now,
+                updated_at: now,
+            }));
+        msgs.push(msg);
+    }
+    s.commit(cs).await.expect("queue");
+    let claimed = s
+        .claim_due("w1", now, now + Duration::minutes(1), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 5);
+    let at = now + Duration::seconds(2);
+    let report = |m: &OutboxMessage, worker: &str, success: bool, retry: bool, detail: Option<&str>| AttemptReport {
+        message_id: m.id.clone(),
+        worker: worker.into(),
+        attempt: Attempt {
+            attempt: 1,
+            at,
+            success,
+            code: detail.map(|_| 550),
+            detail: detail.map(str::to_owned),
+            latency_ms: 7,
+        },
+        retry_at: retry.then(|| now + Duration::minutes(5)),
+        disable_endpoint: false,
+    };
+    let done = s
+        .report_attempts(vec![
+            report(&msgs[0], "w1", true, false, None),
+            report(&msgs[1], "w1", false, true, Some("421 try later")),
+            report(&msgs[2], "w1", false, false, Some("550 no such user")),
+            report(&msgs[3], "w2", true, false, None),
+        ])
+        .await
+        .expect("report");
+    assert_eq!(done, vec![true, true, true, false]);
+    let state = |m: Option<OutboxMessage>| m.map(|m| (m.status, m.attempts, m.last_error));
+    let get = |i: usize| {
+        let s = s.clone();
+        let id = msgs[i].id.clone();
+        async move { state(s.get_message(&id).await.expect("get")) }
+    };
+    assert_eq!(get(0).await, Some((MessageStatus::Delivered, 1, None)));
+    assert_eq!(
+        get(1).await,
+        Some((MessageStatus::Pending, 1, Some("421 try later".into())))
+    );
+    assert_eq!(
+        get(2).await,
+        Some((MessageStatus::Dead, 1, Some("550 no such user".into())))
+    );
+    assert_eq!(
+        get(3).await,
+        Some((MessageStatus::Pending, 0, None)),
+        "not w2's: untouched"
+    );
+    let logs = s.list_mail_logs(&t.id, &page(50)).await.expect("logs");
+    let log = |i: usize| {
+        logs.iter()
+            .find(|l| l.message_id == msgs[i].id)
+            .map(|l| (l.status, l.attempts, l.last_error.clone()))
+    };
+    assert_eq!(log(0), Some((MailStatus::Sent, 1, None)));
+    assert_eq!(log(1), Some((MailStatus::Queued, 1, Some("421 try later".into()))));
+    assert_eq!(log(2), Some((MailStatus::Failed, 1, Some("550 no such user".into()))));
+    assert_eq!(log(3), Some((MailStatus::Queued, 0, None)));
+    let dead = s.list_dead_letters(&t.id, None, &page(10)).await.expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].message_id, msgs[2].id);
+    assert_eq!(dead[0].attempts.len(), 1, "the history holds the attempt of this batch");
+    assert_eq!(dead[0].attempts[0].detail.as_deref(), Some("550 no such user"));
+    assert_eq!(
+        (dead[0].attempts[0].code, dead[0].attempts[0].latency_ms),
+        (Some(550), 7)
+    );
+    // A batch naming a message twice: the first report counts, the second finds the
+    // lease given up.
+    let twice = s
+        .report_attempts(vec![
+            report(&msgs[4], "w1", true, false, None),
+            report(&msgs[4], "w1", true, false, None),
+        ])
+        .await
+        .expect("report");
+    assert_eq!(twice, vec![true, false]);
+    assert_eq!(get(4).await, Some((MessageStatus::Delivered, 1, None)));
 }
 
 async fn dead_letter_and_delivery_cleanups_respect_their_cutoffs(b: Backend) {

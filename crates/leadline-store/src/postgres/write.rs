@@ -9,7 +9,7 @@ use crate::{ClaimOutcome, IdempotencyClaim};
 use crate::{Committed, StoreError};
 use leadline_core::change::ChangeSet;
 use leadline_core::change::{Change, Cleanup, IdempotentResponse};
-use leadline_core::delivery::{Attempt, AttemptReport, MessageStatus, OutboxMessage, Payload};
+use leadline_core::delivery::{Attempt, AttemptReport, MessageKind, MessageStatus, OutboxMessage, Payload};
 use leadline_core::id::LeadId;
 use leadline_core::id::{DeadLetterId, MsgId};
 use leadline_core::lead::Lead;
@@ -88,7 +88,8 @@ pub(super) async fn claim_due_in(
     rows.iter().map(message_from_row).collect()
 }
 
-/// Records an attempt inside the caller's transaction (see `Store::report_attempt`).
+/// Records one attempt inside the caller's transaction; `false` when the message
+/// is no longer this worker's (its lease ran out and another took it).
 pub(super) async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) -> crate::Result<bool> {
     // The lease first; the whole message (its payload parsed) only when a dead
     // letter or a disabled endpoint needs it, not for every delivery.
@@ -108,11 +109,6 @@ pub(super) async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) 
         return Ok(false);
     }
     let id = rep.message_id.as_str();
-    async fn full(conn: &mut Conn, id: &str) -> crate::Result<OutboxMessage> {
-        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_one(&mut *conn).await?;
-        message_from_row(&row)
-    }
     let a = &rep.attempt;
     sqlx::query(
         "INSERT INTO delivery_attempts (id, message_id, attempt, at, success, code, detail, latency_ms) \
@@ -130,14 +126,13 @@ pub(super) async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) 
     .await?;
     let attempts = i64::from(a.attempt);
     let (status, mail_status) = rep.outcome();
-    let (status, mail_status): (&str, &str) = (status.as_str(), mail_status.as_str());
     let last_error = if a.success { None } else { a.detail.clone() };
     sqlx::query(
         "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
          locked_by = NULL, locked_until = NULL, last_error = $5, updated_at = $6 WHERE id = $1",
     )
     .bind(id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(attempts)
     .bind(rep.retry_at)
     .bind(&last_error)
@@ -148,13 +143,135 @@ pub(super) async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) 
         "UPDATE mail_logs SET status = $2, attempts = $3, last_error = $4, updated_at = $5 WHERE message_id = $1",
     )
     .bind(id)
-    .bind(mail_status)
+    .bind(mail_status.as_str())
     .bind(attempts)
     .bind(&last_error)
     .bind(a.at)
     .execute(&mut *conn)
     .await?;
-    if status == "dead" {
+    dead_or_gone(conn, rep).await?;
+    Ok(true)
+}
+
+/// Records a batch of attempts inside the caller's transaction in four statements
+/// whatever its size (one per message and table before: the lease read, the
+/// attempt, the message, its mail log); the answer per report as [`report_in`]'s.
+/// A batch that names a message twice is recorded one report at a time.
+pub(super) async fn report_batch(conn: &mut Conn, reports: &[AttemptReport]) -> crate::Result<Vec<bool>> {
+    let ids: Vec<&str> = reports.iter().map(|r| r.message_id.as_str()).collect();
+    let distinct: std::collections::HashSet<&str> = ids.iter().copied().collect();
+    if distinct.len() != ids.len() {
+        let mut out = Vec::with_capacity(reports.len());
+        for r in reports {
+            out.push(report_in(conn, r, ROW_LOCK).await?);
+        }
+        return Ok(out);
+    }
+    // Row locks in id order, so two instances' batches cannot deadlock on them.
+    sqlx::query("SELECT id FROM outbox WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    let last_error = |r: &AttemptReport| {
+        if r.attempt.success {
+            None
+        } else {
+            r.attempt.detail.clone()
+        }
+    };
+    let kept = sqlx::query(
+        "UPDATE outbox o SET status = u.status, attempts = u.attempts, \
+         next_attempt_at = COALESCE(u.retry_at, o.next_attempt_at), locked_by = NULL, locked_until = NULL, \
+         last_error = u.last_error, updated_at = u.at \
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $6::timestamptz[], $7::text[]) \
+         AS u(id, status, attempts, retry_at, last_error, at, worker) \
+         WHERE o.id = u.id AND o.status = 'pending' AND o.locked_by = u.worker RETURNING o.id, o.kind",
+    )
+    .bind(&ids)
+    .bind(reports.iter().map(|r| r.outcome().0.as_str()).collect::<Vec<_>>())
+    .bind(reports.iter().map(|r| i64::from(r.attempt.attempt)).collect::<Vec<_>>())
+    .bind(reports.iter().map(|r| r.retry_at).collect::<Vec<_>>())
+    .bind(reports.iter().map(last_error).collect::<Vec<_>>())
+    .bind(reports.iter().map(|r| r.attempt.at).collect::<Vec<_>>())
+    .bind(reports.iter().map(|r| r.worker.as_str()).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut kinds = std::collections::HashMap::new();
+    for row in &kept {
+        kinds.insert(row.try_get::<String, _>("id")?, row.try_get::<String, _>("kind")?);
+    }
+    let done: Vec<&AttemptReport> = reports
+        .iter()
+        .filter(|r| kinds.contains_key(r.message_id.as_str()))
+        .collect();
+    if !done.is_empty() {
+        sqlx::query(
+            "INSERT INTO delivery_attempts (id, message_id, attempt, at, success, code, detail, latency_ms) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::bool[], \
+             $6::bigint[], $7::text[], $8::bigint[])",
+        )
+        .bind(
+            done.iter()
+                .map(|r| format!("{}-{}", r.message_id.as_str(), ulid_text()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(done.iter().map(|r| r.message_id.as_str()).collect::<Vec<_>>())
+        .bind(done.iter().map(|r| i64::from(r.attempt.attempt)).collect::<Vec<_>>())
+        .bind(done.iter().map(|r| r.attempt.at).collect::<Vec<_>>())
+        .bind(done.iter().map(|r| r.attempt.success).collect::<Vec<_>>())
+        .bind(done.iter().map(|r| r.attempt.code.map(i64::from)).collect::<Vec<_>>())
+        .bind(done.iter().map(|r| r.attempt.detail.clone()).collect::<Vec<_>>())
+        .bind(
+            done.iter()
+                .map(|r| i64::try_from(r.attempt.latency_ms).unwrap_or(i64::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    let mails: Vec<&&AttemptReport> = done
+        .iter()
+        .filter(|r| {
+            kinds
+                .get(r.message_id.as_str())
+                .is_some_and(|k| MessageKind::from_db(k) == Some(MessageKind::Email))
+        })
+        .collect();
+    if !mails.is_empty() {
+        sqlx::query(
+            "UPDATE mail_logs m SET status = u.status, attempts = u.attempts, last_error = u.last_error, \
+             updated_at = u.at FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[]) \
+             AS u(id, status, attempts, last_error, at) WHERE m.message_id = u.id",
+        )
+        .bind(mails.iter().map(|r| r.message_id.as_str()).collect::<Vec<_>>())
+        .bind(mails.iter().map(|r| r.outcome().1.as_str()).collect::<Vec<_>>())
+        .bind(mails.iter().map(|r| i64::from(r.attempt.attempt)).collect::<Vec<_>>())
+        .bind(mails.iter().map(|r| last_error(r)).collect::<Vec<_>>())
+        .bind(mails.iter().map(|r| r.attempt.at).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    for r in &done {
+        dead_or_gone(conn, r).await?;
+    }
+    Ok(reports
+        .iter()
+        .map(|r| kinds.contains_key(r.message_id.as_str()))
+        .collect())
+}
+
+/// After a recorded attempt: the dead letter of a message out of attempts, and
+/// the endpoint disabled by a 410 answer.
+async fn dead_or_gone(conn: &mut Conn, rep: &AttemptReport) -> crate::Result<()> {
+    let id = rep.message_id.as_str();
+    let a = &rep.attempt;
+    async fn full(conn: &mut Conn, id: &str) -> crate::Result<OutboxMessage> {
+        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_one(&mut *conn).await?;
+        message_from_row(&row)
+    }
+    let last_error = if a.success { None } else { a.detail.clone() };
+    if rep.outcome().0 == MessageStatus::Dead {
         let msg = full(conn, id).await?;
         let rows = sqlx::query(
             "SELECT attempt, at, success, code, detail, latency_ms FROM delivery_attempts \
@@ -208,7 +325,7 @@ pub(super) async fn report_in(conn: &mut Conn, rep: &AttemptReport, lock: &str) 
         .execute(&mut *conn)
         .await?;
     }
-    Ok(true)
+    Ok(())
 }
 
 pub(super) fn ulid_text() -> String {
