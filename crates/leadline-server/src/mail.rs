@@ -336,6 +336,18 @@ impl FileMail {
 
     /// A writer thread: batches from the queue until it is empty.
     fn writer(&self) {
+        // Should a write panic, the thread still gives its place back, so the files
+        // queued behind it get a writer (the panicking batch's callers hear an error).
+        struct Unwinding<'a>(&'a FileMail);
+        impl Drop for Unwinding<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let mut q = self.0.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    q.writers -= 1;
+                }
+            }
+        }
+        let _unwinding = Unwinding(self);
         loop {
             let batch: Vec<Pending> = {
                 let mut q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -219,14 +219,47 @@ async fn batched_reports_record_what_the_worker_holds(b: Backend) {
     );
 }
 
+/// An email to `to` queued at `at`, with its mail log.
+fn email_with_log(
+    tenant: &leadline_core::id::TenantId,
+    to: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> (leadline_core::delivery::OutboxMessage, leadline_core::delivery::MailLog) {
+    use leadline_core::delivery::{EmailPayload, MailLog, MailStatus, OutboxMessage, Payload};
+    let mail_id = leadline_core::id::MailId::generate();
+    let payload = Payload::Email(EmailPayload {
+        mail_id: mail_id.clone(),
+        kind: "k".into(),
+        to: to.into(),
+        from_name: None,
+        reply_to: None,
+        subject: "s".into(),
+        text: "t".into(),
+        html: "h".into(),
+    });
+    let msg = OutboxMessage::new(tenant, None, payload, at);
+    let log = MailLog {
+        id: mail_id,
+        tenant_id: tenant.clone(),
+        message_id: msg.id.clone(),
+        lead_id: None,
+        kind: "k".into(),
+        recipient: to.into(),
+        subject: "s".into(),
+        status: MailStatus::Queued,
+        attempts: 0,
+        last_error: None,
+        created_at: at,
+        updated_at: at,
+    };
+    (msg, log)
+}
+
 /// One batch with every outcome (delivered, to retry, dead, not held, and a message
 /// named twice): each recorded as if reported alone — the message, its mail log, its
 /// attempt, its dead letter with the whole history.
 async fn a_batch_of_reports_records_attempts_mail_logs_and_dead_letters(b: Backend) {
-    use leadline_core::delivery::{
-        Attempt, AttemptReport, EmailPayload, MailLog, MailStatus, MessageStatus, OutboxMessage, Payload,
-    };
-    use leadline_core::id::MailId;
+    use leadline_core::delivery::{Attempt, AttemptReport, MailStatus, MessageStatus, OutboxMessage};
     let (_db, s) = open(b).await;
     let t = tenant("Batch");
     s.commit(ChangeSet::one(Change::InsertTenant(t.clone())))
@@ -236,33 +269,9 @@ async fn a_batch_of_reports_records_attempts_mail_logs_and_dead_letters(b: Backe
     let mut cs = ChangeSet::new();
     let mut msgs = Vec::new();
     for i in 0..5 {
-        let mail_id = MailId::generate();
-        let payload = Payload::Email(EmailPayload {
-            mail_id: mail_id.clone(),
-            kind: "k".into(),
-            to: format!("client{i}@example.com"),
-            from_name: None,
-            reply_to: None,
-            subject: "s".into(),
-            text: "t".into(),
-            html: "h".into(),
-        });
-        let msg = OutboxMessage::new(&t.id, None, payload, now);
+        let (msg, log) = email_with_log(&t.id, &format!("client{i}@example.com"), now);
         cs.push(Change::InsertOutbox(msg.clone()))
-            .push(Change::InsertMailLog(MailLog {
-                id: mail_id,
-                tenant_id: t.id.clone(),
-                message_id: msg.id.clone(),
-                lead_id: None,
-                kind: "k".into(),
-                recipient: format!("client{i}@example.com"),
-                subject: "s".into(),
-                status: MailStatus::Queued,
-                attempts: 0,
-                last_error: None,
-                created_at: now,
-                updated_at: now,
-            }));
+            .push(Change::InsertMailLog(log));
         msgs.push(msg);
     }
     s.commit(cs).await.expect("queue");
@@ -349,10 +358,7 @@ async fn a_batch_of_reports_records_attempts_mail_logs_and_dead_letters(b: Backe
 }
 
 async fn dead_letter_and_delivery_cleanups_respect_their_cutoffs(b: Backend) {
-    use leadline_core::delivery::{
-        Attempt, AttemptReport, EmailPayload, MailLog, MailStatus, MessageStatus, OutboxMessage, Payload,
-    };
-    use leadline_core::id::MailId;
+    use leadline_core::delivery::{Attempt, AttemptReport, MessageStatus};
     let (_db, s) = open(b).await;
     let t = tenant("A");
     s.commit(ChangeSet::one(Change::InsertTenant(t.clone())))
@@ -370,32 +376,7 @@ async fn dead_letter_and_delivery_cleanups_respect_their_cutoffs(b: Backend) {
     let mut ids = Vec::new();
     for (i, at) in times.iter().chain(times.iter()).enumerate() {
         let dies = i < 3;
-        let mail_id = MailId::generate();
-        let payload = Payload::Email(EmailPayload {
-            mail_id: mail_id.clone(),
-            kind: "k".into(),
-            to: "x@example.com".into(),
-            from_name: None,
-            reply_to: None,
-            subject: "s".into(),
-            text: "t".into(),
-            html: "h".into(),
-        });
-        let msg = OutboxMessage::new(&t.id, None, payload, *at);
-        let log = MailLog {
-            id: mail_id,
-            tenant_id: t.id.clone(),
-            message_id: msg.id.clone(),
-            lead_id: None,
-            kind: "k".into(),
-            recipient: "x@example.com".into(),
-            subject: "s".into(),
-            status: MailStatus::Queued,
-            attempts: 0,
-            last_error: None,
-            created_at: *at,
-            updated_at: *at,
-        };
+        let (msg, log) = email_with_log(&t.id, "x@example.com", *at);
         let mut cs = ChangeSet::new();
         cs.push(Change::InsertOutbox(msg.clone()))
             .push(Change::InsertMailLog(log));
